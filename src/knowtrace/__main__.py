@@ -1,0 +1,5 @@
+"""``python -m knowtrace`` runs the command line."""
+
+from knowtrace.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``knowtrace`` command: parses arguments, calls the packages, prints results."""

@@ -1,0 +1,6 @@
+"""Importers: one module per input format, all producing canonical events for the lake."""
+
+from knowtrace.importers.base import IMPORTERS, Importer, RawEvent, Record, Rejection, get_importer
+from knowtrace.importers.dkvmn import DkvmnImporter
+
+__all__ = ["IMPORTERS", "DkvmnImporter", "Importer", "RawEvent", "Record", "Rejection", "get_importer"]

@@ -1,0 +1,342 @@
+"""The lake: open it, load inputs into it atomically and idempotently, query it with SQL."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from pydantic import ValidationError
+
+from knowtrace import __version__
+from knowtrace.events.catalog import Concept, Item
+from knowtrace.events.event import InteractionEvent
+from knowtrace.exceptions import LakeError, QueryError, UnreadableFileError
+from knowtrace.importers.base import Importer, RawEvent, Rejection
+from knowtrace.lake import schema
+from knowtrace.lake.engine import DuckDBEngine, Engine, register_source
+from knowtrace.lake.layout import BRONZE_TABLES, LakeLayout, resolve_lake_path
+from knowtrace.lake.manifest import LoadManifest, fingerprint_input, new_load_id, read_manifests, write_json_atomic
+from knowtrace.lake.transforms import SILVER_AND_GOLD, TransformStep
+from knowtrace.lake.writer import StagedTableWriter
+
+__all__ = ["LAKE_FORMAT", "Lake", "LoadReport"]
+
+LAKE_FORMAT = 1
+_BRONZE_SCHEMAS = {
+    "interactions": schema.BRONZE_INTERACTIONS,
+    "items": schema.BRONZE_ITEMS,
+    "concepts": schema.BRONZE_CONCEPTS,
+}
+#: SQL views over the current build, name -> (layer, table)
+_VIEWS = {step.table: step for step in SILVER_AND_GOLD}
+
+
+@dataclass
+class LoadReport:
+    """What a load did. ``added`` counts events new to ``interactions``; ``duplicates`` the rest."""
+
+    load_id: str | None
+    source: str | None
+    format: str
+    rows_read: int = 0
+    events: int = 0
+    rejected: int = 0
+    items: int = 0
+    concepts: int = 0
+    added: int = 0
+    duplicates: int = 0
+    skipped: bool = False
+    skipped_reason: str | None = None
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Lake:
+    """A directory of Parquet tables (bronze, quarantine, silver, gold) with load manifests.
+
+    >>> import tempfile
+    >>> lake = Lake(tempfile.mkdtemp())
+    >>> lake.query("SELECT count(*) AS n FROM interactions").to_pylist()
+    [{'n': 0}]
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, engine: Engine | None = None) -> None:
+        self.layout = LakeLayout(resolve_lake_path(root).absolute())
+        self.root = self.layout.root
+        self.engine = engine or DuckDBEngine(temp_dir=self.layout.tmp)
+        self._init_dirs()
+
+    # -- opening and recovery ---------------------------------------------------------------
+
+    def _init_dirs(self) -> None:
+        layout = self.layout
+        if layout.root.exists() and not layout.root.is_dir():
+            raise LakeError(f"{layout.root} is not a directory")
+        if layout.version_file.exists():
+            info = json.loads(layout.version_file.read_text(encoding="utf-8"))
+            if info.get("lake_format") != LAKE_FORMAT:
+                raise LakeError(
+                    f"{layout.root} is a lake of format {info.get('lake_format')}, "
+                    f"this knowtrace ({__version__}) reads format {LAKE_FORMAT}"
+                )
+            return
+        if layout.root.exists() and any(layout.root.iterdir()):
+            raise LakeError(f"{layout.root} exists and is not a knowtrace lake (no _meta/lake.json)")
+        for folder in (layout.loads, layout.staging, layout.builds, layout.quarantine,
+                       *(layout.bronze(t) for t in BRONZE_TABLES)):
+            folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(layout.version_file, {"lake_format": LAKE_FORMAT, "created_by": __version__,
+                                                "created_at": datetime.now(timezone.utc).isoformat()})
+
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        with self.layout.lock_file.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self._recover()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _recover(self) -> None:
+        """Remove what an interrupted writer left behind; rebuild silver/gold if they lag."""
+        committed = {m.load_id for m in self.manifests()}
+        shutil.rmtree(self.layout.staging, ignore_errors=True)
+        self.layout.staging.mkdir(parents=True, exist_ok=True)
+        for folder in [*(self.layout.bronze(t) for t in BRONZE_TABLES), self.layout.quarantine]:
+            for load_dir in folder.iterdir() if folder.exists() else []:
+                if load_dir.name not in committed:
+                    shutil.rmtree(load_dir, ignore_errors=True)
+        current = self.current_build()
+        for build in self.layout.builds.iterdir():
+            if current is None or build.name != current.get("build_id"):
+                shutil.rmtree(build, ignore_errors=True)
+        if committed and (current is None or set(current.get("loads", [])) != committed):
+            self._rebuild(committed)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def manifests(self) -> list[LoadManifest]:
+        """Every committed load, oldest first."""
+        return read_manifests(self.layout.loads)
+
+    def current_build(self) -> dict[str, Any] | None:
+        """The description of the build ``silver``/``gold`` point to, or None before the first load."""
+        link = self.layout.silver
+        if not link.is_symlink():
+            return None
+        info = link.resolve().parent / "build.json"
+        return json.loads(info.read_text(encoding="utf-8")) if info.exists() else None
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with a view for every lake table.
+
+        Views: ``interactions``, ``items``, ``concepts`` (silver); ``learner_sequences``,
+        ``item_stats``, ``concept_stats`` (gold); ``bronze_interactions``, ``bronze_items``,
+        ``bronze_concepts``, ``quarantine`` (committed loads only); ``loads`` (manifests).
+        """
+        con = self.engine.connect() if isinstance(self.engine, DuckDBEngine) else duckdb.connect()
+        committed = [m.load_id for m in self.manifests()]
+        for name, source in self._bronze_sources(committed).items():
+            register_source(con, name, source)
+        register_source(con, "quarantine", self._load_files(self.layout.quarantine, committed, schema.QUARANTINE))
+        build = self.current_build()
+        for table, step in _VIEWS.items():
+            if build is not None:
+                files = sorted((self.root / step.layer / table).glob("*.parquet"))
+                register_source(con, table, files)
+            else:
+                register_source(con, table, self._empty_build_table(step))
+        loads = pa.Table.from_pylist([m.model_dump(mode="json") | {"options": json.dumps(m.options)}
+                                      for m in self.manifests()]) if committed else pa.table({"load_id": pa.array([], pa.string())})
+        register_source(con, "loads", loads)
+        return con
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """Run ``sql`` over the lake's views and return the result as an Arrow table."""
+        con = self.connect()
+        try:
+            return con.sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(f"SQL failed: {exc}") from exc
+        finally:
+            con.close()
+
+    def table(self, name: str) -> pa.Table:
+        """A whole lake table (e.g. ``interactions``) as an Arrow table."""
+        if name not in _VIEWS and name not in {"quarantine", "loads", *(f"bronze_{t}" for t in BRONZE_TABLES)}:
+            raise LakeError(f"no lake table {name!r}")
+        return self.query(f"SELECT * FROM {name}")
+
+    def _load_files(self, folder: Path, loads: list[str], empty: pa.Schema) -> list[Path] | pa.Table:
+        files = [f for load in loads for f in sorted((folder / load).glob("*.parquet"))]
+        return files if files else empty.empty_table()
+
+    def _bronze_sources(self, loads: list[str]) -> dict[str, list[Path] | pa.Table]:
+        return {f"bronze_{t}": self._load_files(self.layout.bronze(t), loads, _BRONZE_SCHEMAS[t])
+                for t in BRONZE_TABLES}
+
+    def _empty_build_table(self, step: TransformStep) -> pa.Table:
+        """The (empty) output of ``step`` on an empty lake, so that every view exists with its columns."""
+        con = duckdb.connect()
+        try:
+            for name, source in self._bronze_sources([]).items():
+                register_source(con, name, source)
+            for earlier in SILVER_AND_GOLD:
+                result = con.sql(f"SELECT * FROM ({earlier.sql}) LIMIT 0").to_arrow_table()
+                register_source(con, earlier.table, result)
+                if earlier == step:
+                    return result
+        finally:
+            con.close()
+        raise LakeError(f"unknown transform {step}")
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def load(
+        self,
+        importer: Importer,
+        path: str | os.PathLike[str] | None,
+        *,
+        force: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> LoadReport:
+        """Load ``path`` with ``importer``: all of it or nothing, and nothing twice.
+
+        An input already loaded with the same format and options is skipped unless ``force``;
+        even then, events already in ``interactions`` (same event id) are not added again.
+        Records that fail go to ``quarantine`` with file, line, field and reason.
+        """
+        source = Path(path) if path is not None else None
+        if source is not None and not source.exists():
+            raise UnreadableFileError("no such file or folder", file=source)
+        report = LoadReport(load_id=None, source=str(source) if source else None, format=importer.format)
+        fingerprint = fingerprint_input(importer.format, importer.options(), source)
+        with self._writer_lock():
+            if not force and fingerprint:
+                for manifest in self.manifests():
+                    if manifest.fingerprint == fingerprint:
+                        report.skipped = True
+                        report.skipped_reason = f"already loaded as {manifest.load_id}"
+                        return report
+            started = datetime.now(timezone.utc)
+            load_id = new_load_id(started)
+            report.load_id = load_id
+            stage = self.layout.staging / load_id
+            try:
+                self._stage(importer, source, load_id, stage, report, on_progress)
+                before = self._silver_count()
+                self._publish_stage(stage, load_id)
+                manifest = LoadManifest(
+                    load_id=load_id, format=importer.format, source=report.source, fingerprint=fingerprint,
+                    options=importer.options(), started_at=started, committed_at=datetime.now(timezone.utc),
+                    rows_read=report.rows_read, events=report.events, rejected=report.rejected,
+                    items=report.items, concepts=report.concepts, knowtrace_version=__version__,
+                )
+                write_json_atomic(self.layout.loads / f"{load_id}.json", manifest.model_dump(mode="json"))
+            except BaseException:
+                self._discard(load_id)
+                raise
+            self._rebuild({m.load_id for m in self.manifests()})
+            report.added = self._silver_count() - before
+            report.duplicates = report.events - report.added
+            return report
+
+    def _stage(self, importer: Importer, source: Path | None, load_id: str, stage: Path,
+               report: LoadReport, on_progress: Callable[[int], None] | None) -> None:
+        writers = {t: StagedTableWriter(stage / "bronze" / t, _BRONZE_SCHEMAS[t]) for t in BRONZE_TABLES}
+        quarantine = StagedTableWriter(stage / "quarantine", schema.QUARANTINE)
+        now = datetime.now(timezone.utc)
+        seen = 0
+        try:
+            for record in importer.read(source):  # type: ignore[arg-type]
+                if isinstance(record, RawEvent):
+                    try:
+                        event = InteractionEvent.model_validate(record.fields)
+                    except ValidationError as exc:
+                        error = exc.errors()[0]
+                        record = Rejection(record.file, record.line, error["msg"],
+                                           field=".".join(str(p) for p in error["loc"]) or None,
+                                           raw=json.dumps(record.fields, default=str)[:2000])
+                    else:
+                        row = event.to_row()
+                        row.update(load_id=load_id, source_file=record.file, source_line=record.line)
+                        writers["interactions"].append(row)
+                        report.events += 1
+                if isinstance(record, Rejection):
+                    quarantine.append({"load_id": load_id, "source_file": record.file, "line": record.line,
+                                       "field": record.field, "reason": record.reason, "raw": record.raw,
+                                       "quarantined_at": now})
+                    report.rejected += 1
+                    key = f"{record.field or 'record'}: {record.reason.split(':')[0][:80]}"
+                    report.rejection_reasons[key] = report.rejection_reasons.get(key, 0) + 1
+                elif isinstance(record, Item):
+                    row = record.model_dump()
+                    row.update(concept_ids=list(record.concept_ids), metadata=json.dumps(record.metadata), load_id=load_id)
+                    writers["items"].append(row)
+                    report.items += 1
+                elif isinstance(record, Concept):
+                    writers["concepts"].append({**record.model_dump(), "prerequisites": list(record.prerequisites),
+                                                "load_id": load_id})
+                    report.concepts += 1
+                seen += 1
+                if on_progress is not None and seen % 10000 == 0:
+                    on_progress(importer.rows_read)
+        finally:
+            for writer in [*writers.values(), quarantine]:
+                writer.close()
+        report.rows_read = importer.rows_read
+        if on_progress is not None:
+            on_progress(importer.rows_read)
+
+    def _publish_stage(self, stage: Path, load_id: str) -> None:
+        """Move staged folders into place. They stay invisible until the manifest is written."""
+        moves = [(stage / "bronze" / t, self.layout.bronze(t) / load_id) for t in BRONZE_TABLES]
+        moves.append((stage / "quarantine", self.layout.quarantine / load_id))
+        for src, dst in moves:
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        shutil.rmtree(stage, ignore_errors=True)
+
+    def _discard(self, load_id: str) -> None:
+        shutil.rmtree(self.layout.staging / load_id, ignore_errors=True)
+        for folder in [*(self.layout.bronze(t) for t in BRONZE_TABLES), self.layout.quarantine]:
+            shutil.rmtree(folder / load_id, ignore_errors=True)
+
+    def _silver_count(self) -> int:
+        build = self.current_build()
+        return int(build["rows"]["interactions"]) if build else 0
+
+    def rebuild(self, *, on_step: Callable[[TransformStep, int], None] | None = None) -> dict[str, int]:
+        """Recompute silver and gold from every committed bronze load."""
+        with self._writer_lock():
+            return self._rebuild({m.load_id for m in self.manifests()}, on_step=on_step)
+
+    def _rebuild(self, loads: set[str], on_step: Callable[[TransformStep, int], None] | None = None) -> dict[str, int]:
+        build_id = new_load_id()
+        out = self.layout.builds / build_id
+        counts = self.engine.build(self._bronze_sources(sorted(loads)), SILVER_AND_GOLD, out, on_step=on_step)
+        write_json_atomic(out / "build.json", {"build_id": build_id, "engine": self.engine.name,
+                                               "loads": sorted(loads), "rows": counts})
+        previous = self.current_build()
+        for layer in ("silver", "gold"):
+            link = self.root / layer
+            tmp_link = self.root / f".{layer}.{build_id}.tmp"
+            tmp_link.symlink_to(Path("_builds") / build_id / layer)
+            os.replace(tmp_link, link)
+        if previous is not None and previous.get("build_id") != build_id:
+            shutil.rmtree(self.layout.builds / previous["build_id"], ignore_errors=True)
+        return counts
