@@ -65,9 +65,11 @@ class UnreadableFileError(InputError):
 class ConceptCycleError(KnowtraceError, ValueError):
     """The concept prerequisite graph contains a cycle."""
 
-    def __init__(self, cycle: list[str]) -> None:
+    def __init__(self, cycle: list[str], *, file: str | Path | None = None) -> None:
         self.cycle = list(cycle)
-        super().__init__("prerequisite cycle: " + " -> ".join(self.cycle))
+        self.file = str(file) if file is not None else None
+        prefix = f"{self.file}: " if self.file else ""
+        super().__init__(prefix + "prerequisite cycle: " + " -> ".join(self.cycle))
 
 
 class LakeError(KnowtraceError):

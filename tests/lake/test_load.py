@@ -193,3 +193,24 @@ def test_refuses_folders_that_are_not_lakes_and_other_versions(tmp_path: Path) -
 def test_rejection_from_importer_keeps_raw_text(lake: Lake) -> None:
     lake.load(ListImporter([Rejection("f.csv", 7, "broken", field="x", raw="a,b,c")]), None)
     assert lake.query("SELECT raw, line FROM quarantine").to_pylist() == [{"raw": "a,b,c", "line": 7}]
+
+
+def test_catalog_files_load_and_a_cycle_across_loads_is_refused(lake: Lake, tmp_path: Path) -> None:
+    from knowtrace.exceptions import ConceptCycleError
+    from knowtrace.importers import ConceptGraphImporter, ItemCatalogImporter
+
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,concept_ids,b,grade\nq1,add;mul,0.5,3\nq2,mul,,4\n")
+    graph = tmp_path / "graph.csv"
+    graph.write_text("concept_id,prerequisite_id\nmul,add\nfrac,mul\n")
+    lake.load(ItemCatalogImporter(), items)
+    lake.load(ConceptGraphImporter(), graph)
+    rows = lake.query("SELECT item_id, concept_ids, b, metadata FROM items ORDER BY item_id").to_pylist()
+    assert rows[0] == {"item_id": "q1", "concept_ids": ["add", "mul"], "b": 0.5, "metadata": '{"grade": "3"}'}
+    assert lake.query("SELECT prerequisites FROM concepts WHERE concept_id = 'frac'").to_pylist() == [
+        {"prerequisites": ["mul"]}]
+    closing = tmp_path / "closing.csv"
+    closing.write_text("concept_id,prerequisite_id\nadd,frac\n")
+    with pytest.raises(ConceptCycleError, match="add -> frac -> mul -> add"):
+        lake.load(ConceptGraphImporter(), closing)
+    assert count(lake, "loads") == 2 and count(lake, "bronze_concepts") == 3

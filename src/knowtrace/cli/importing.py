@@ -10,6 +10,7 @@ import typer
 from knowtrace.cli.common import JsonOption, LakeOption, console, open_lake, print_json, progress_counter
 from knowtrace.exceptions import UnreadableFileError
 from knowtrace.importers import Importer
+from knowtrace.importers.catalog_files import ConceptGraphImporter, ItemCatalogImporter
 from knowtrace.importers.dkvmn import DkvmnImporter
 
 app = typer.Typer(help="Import answers from a file into the lake (atomic, idempotent; bad rows are quarantined).",
@@ -63,3 +64,17 @@ def import_dkvmn(
         raise typer.BadParameter("must be 'items' or 'concepts'", param_hint="--ids-are")
     mode: Literal["items", "concepts"] = "items" if ids_are == "items" else "concepts"
     run_import(DkvmnImporter(tenant=tenant, concept_map=concept_map, ids_are=mode), path, lake, force, as_json)
+
+
+@app.command("items")
+def import_items(path: PathArg, lake: LakeOption = None, tenant: TenantOption = "default",
+                 force: ForceOption = False, as_json: JsonOption = False) -> None:
+    """Item catalog CSV: item_id, concept_ids (;-separated), name, a, b, c; other columns become metadata."""
+    run_import(ItemCatalogImporter(tenant=tenant), path, lake, force, as_json)
+
+
+@app.command("concepts")
+def import_concepts(path: PathArg, lake: LakeOption = None, tenant: TenantOption = "default",
+                    force: ForceOption = False, as_json: JsonOption = False) -> None:
+    """Concept graph CSV: concept_id,prerequisite_id edges, or concept_id,name,prerequisites (a cycle is refused)."""
+    run_import(ConceptGraphImporter(tenant=tenant), path, lake, force, as_json)

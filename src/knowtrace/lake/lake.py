@@ -19,12 +19,14 @@ from pydantic import ValidationError
 
 from knowtrace import __version__
 from knowtrace.events.catalog import Concept, Item
+from knowtrace.events.concept_graph import ConceptGraph
 from knowtrace.events.event import InteractionEvent
 from knowtrace.exceptions import LakeError, QueryError, UnreadableFileError
 from knowtrace.importers.base import Importer, RawEvent, Rejection
 from knowtrace.lake import schema
 from knowtrace.lake.engine import DuckDBEngine, Engine, register_source
 from knowtrace.lake.layout import BRONZE_TABLES, LakeLayout, resolve_lake_path
+from knowtrace.lake.settings import LakeSettings
 from knowtrace.lake.manifest import LoadManifest, fingerprint_input, new_load_id, read_manifests, write_json_atomic
 from knowtrace.lake.transforms import SILVER_AND_GOLD, TransformStep
 from knowtrace.lake.writer import StagedTableWriter
@@ -72,10 +74,13 @@ class Lake:
     [{'n': 0}]
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, engine: Engine | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, engine: Engine | None = None,
+                 settings: LakeSettings | None = None) -> None:
         self.layout = LakeLayout(resolve_lake_path(root).absolute())
         self.root = self.layout.root
-        self.engine = engine or DuckDBEngine(temp_dir=self.layout.tmp)
+        settings = settings or LakeSettings()
+        self.engine = engine or DuckDBEngine(memory_limit=settings.duckdb_memory_limit,
+                                             threads=settings.duckdb_threads, temp_dir=self.layout.tmp)
         self._init_dirs()
 
     # -- opening and recovery ---------------------------------------------------------------
@@ -237,6 +242,8 @@ class Lake:
             stage = self.layout.staging / load_id
             try:
                 self._stage(importer, source, load_id, stage, report, on_progress)
+                if report.concepts:
+                    self._check_concept_graph(stage)
                 before = self._silver_count()
                 self._publish_stage(stage, load_id)
                 manifest = LoadManifest(
@@ -300,6 +307,23 @@ class Lake:
         report.rows_read = importer.rows_read
         if on_progress is not None:
             on_progress(importer.rows_read)
+
+    def _check_concept_graph(self, stage: Path) -> None:
+        """Raise ``ConceptCycleError`` if the staged concepts and the lake's form a prerequisite cycle."""
+        folder = self.layout.bronze("concepts")
+        files = [f for m in self.manifests() for f in sorted((folder / m.load_id).glob("*.parquet"))]
+        files += sorted((stage / "bronze" / "concepts").glob("*.parquet"))
+        con = duckdb.connect()
+        try:
+            register_source(con, "concepts", files)
+            rows = con.sql("SELECT tenant, concept_id, prerequisites FROM concepts").fetchall()
+        finally:
+            con.close()
+        by_tenant: dict[str, list[tuple[str, str]]] = {}
+        for tenant, concept, prerequisites in rows:
+            by_tenant.setdefault(tenant, []).extend((concept, p) for p in prerequisites or [])
+        for tenant, edges in by_tenant.items():
+            ConceptGraph(edges=edges, tenant=tenant)
 
     def _publish_stage(self, stage: Path, load_id: str) -> None:
         """Move staged folders into place. They stay invisible until the manifest is written."""

@@ -1,0 +1,17 @@
+"""Settings of the lake's embedded engine, read from ``KNOWTRACE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["LakeSettings"]
+
+
+class LakeSettings(BaseSettings):
+    """``KNOWTRACE_DUCKDB_MEMORY_LIMIT`` caps DuckDB's memory (it spills to ``<lake>/_tmp`` beyond it);
+    ``KNOWTRACE_DUCKDB_THREADS`` caps its threads (default: all cores)."""
+
+    model_config = SettingsConfigDict(env_prefix="KNOWTRACE_", extra="ignore")
+
+    duckdb_memory_limit: str = "1GB"
+    duckdb_threads: int | None = None
