@@ -75,6 +75,7 @@ def test_errors_are_one_clear_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_every_command_has_help() -> None:
     from typer.main import get_command
+    from typer.testing import CliRunner
 
     from knowtrace.cli.app import app
 
@@ -86,6 +87,43 @@ def test_every_command_has_help() -> None:
         for name, sub in getattr(command, "commands", {}).items():
             paths.append([*prefix, name])
             stack.append(([*prefix, name], sub))
+    runner = CliRunner()
     for path in paths:
-        result = knowtrace(*path, "--help")
-        assert "Usage:" in result.stdout, path
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, path
+    assert len(paths) >= 15
+
+
+def test_lsat_matrix_import(shared_data: Path, tmp_path: Path) -> None:
+    lake = tmp_path / "L"
+    knowtrace("import", "matrix", str(shared_data / "lsat" / "LSAT.csv"), "--lake", str(lake))
+    out = knowtrace("sql", "SELECT count(*) AS n, count(DISTINCT learner_id) AS learners, "
+                    "count(DISTINCT item_id) AS items FROM interactions", "--lake", str(lake), "--json").stdout
+    assert json.loads(out) == [{"n": 5000, "learners": 1000, "items": 5}]
+
+
+def test_quickstart_runs_and_reports_every_model(tmp_path: Path) -> None:
+    from knowtrace.models import available_models
+
+    lake = tmp_path / "Q"
+    result = json.loads(knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--json").stdout)
+    assert result["answers"] == 120 * 6 * 3 * 12 and result["learners"] == 120
+    assert sorted(r["model"] for r in result["results"]) == sorted(available_models())
+    by_model = {r["model"]: r for r in result["results"]}
+    assert by_model["elo"]["auc"] > by_model["item_rate"]["auc"] > by_model["global_rate"]["auc"]
+    again = json.loads(knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--json").stdout)
+    assert again["answers"] == result["answers"]  # the simulated class is not loaded twice
+    table = knowtrace("quickstart", "--lake", str(lake), "--learners", "120").stdout
+    assert "SIMULATED" in table and "elo" in table and "auc" in table
+
+
+def test_csv_import_with_column_options(tmp_path: Path) -> None:
+    source = tmp_path / "answers.csv"
+    source.write_text("user,question,ok,ts\nu1,q1,1,1700000000\nu1,q2,x,1700000100\n")
+    lake = tmp_path / "L"
+    report = json.loads(knowtrace("import", "csv", str(source), "--column", "learner_id=user", "--column",
+                                  "item_id=question", "--column", "correct=ok", "--column", "timestamp=ts",
+                                  "--timestamp-unit", "s", "--lake", str(lake), "--json").stdout)
+    assert (report["events"], report["rejected"]) == (1, 1)
+    bad = knowtrace("import", "csv", str(source), "--column", "learner", "--lake", str(lake), check=False)
+    assert bad.returncode == 2 and "FIELD=COLUMN" in bad.stderr

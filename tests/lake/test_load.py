@@ -214,3 +214,21 @@ def test_catalog_files_load_and_a_cycle_across_loads_is_refused(lake: Lake, tmp_
     with pytest.raises(ConceptCycleError, match="add -> frac -> mul -> add"):
         lake.load(ConceptGraphImporter(), closing)
     assert count(lake, "loads") == 2 and count(lake, "bronze_concepts") == 3
+
+
+def test_in_memory_tables_match_the_lake_silver_table(lake: Lake) -> None:
+    from knowtrace.events import InteractionEvent
+    from knowtrace.lake.frames import events_to_table
+    from knowtrace.simulate import ClassroomSimulator, simulated_interactions
+
+    params = {"learners": 15, "weeks": 1, "seed": 4}
+    lake.load(ClassroomSimulator(**params), None)
+    from_lake = lake.table("interactions").drop_columns(["load_id"])
+    in_memory = simulated_interactions(**params).drop_columns(["load_id"])
+    assert from_lake.equals(in_memory)
+    mixed = [InteractionEvent(learner_id="a", item_id="x", correct=1, seq=2),
+             InteractionEvent(learner_id="a", item_id="y", correct=1, timestamp="2026-01-01T00:00:00Z"),
+             InteractionEvent(learner_id="a", item_id="z", correct=0, seq=1)]
+    lake.load(ListImporter([RawEvent(e.model_dump(exclude={"event_id"}), "m", i) for i, e in enumerate(mixed)]), None)
+    ordered = lake.query("SELECT item_id FROM interactions WHERE learner_id = 'a'").column("item_id").to_pylist()
+    assert ordered == events_to_table(mixed).column("item_id").to_pylist() == ["z", "x", "y"]

@@ -8,7 +8,7 @@ import typer
 from typer.exceptions import TyperException
 
 from knowtrace import __version__
-from knowtrace.cli import importing, lake_commands
+from knowtrace.cli import importing, lake_commands, modelling
 from knowtrace.cli.common import err_console
 from knowtrace.exceptions import KnowtraceError
 
@@ -22,6 +22,10 @@ app = typer.Typer(
 app.add_typer(importing.app, name="import")
 app.add_typer(lake_commands.app, name="lake")
 app.command("sql")(lake_commands.sql)
+app.command("quickstart")(modelling.quickstart)
+app.command("simulate")(modelling.simulate)
+app.command("eval")(modelling.eval_models)
+app.command("models")(modelling.list_models)
 
 
 def _version(value: bool) -> None:

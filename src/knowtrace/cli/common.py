@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +18,9 @@ from knowtrace.lake import LAKE_ENV, Lake
 
 __all__ = ["LakeOption", "JsonOption", "console", "err_console", "open_lake", "print_json", "print_rows", "progress_counter"]
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+# wide when piped, so tables are not cut to 80 columns in logs and CI
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 
 LakeOption = Annotated[
     Path | None,

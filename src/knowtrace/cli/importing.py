@@ -9,9 +9,17 @@ import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, open_lake, print_json, progress_counter
 from knowtrace.exceptions import UnreadableFileError
-from knowtrace.importers import Importer
-from knowtrace.importers.catalog_files import ConceptGraphImporter, ItemCatalogImporter
-from knowtrace.importers.dkvmn import DkvmnImporter
+from knowtrace.importers import (
+    AssistmentsImporter,
+    ConceptGraphImporter,
+    CsvImporter,
+    DkvmnImporter,
+    EdnetKt1Importer,
+    Importer,
+    ItemCatalogImporter,
+    MatrixImporter,
+    ParquetImporter,
+)
 
 app = typer.Typer(help="Import answers from a file into the lake (atomic, idempotent; bad rows are quarantined).",
                   no_args_is_help=True)
@@ -78,3 +86,93 @@ def import_concepts(path: PathArg, lake: LakeOption = None, tenant: TenantOption
                     force: ForceOption = False, as_json: JsonOption = False) -> None:
     """Concept graph CSV: concept_id,prerequisite_id edges, or concept_id,name,prerequisites (a cycle is refused)."""
     run_import(ConceptGraphImporter(tenant=tenant), path, lake, force, as_json)
+
+
+@app.command("assistments")
+def import_assistments(
+    path: PathArg,
+    lake: LakeOption = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding: auto (UTF-8, cells that are not fall back to "
+                                               "Windows-1252), or a codec name.")] = "auto",
+    timezone: Annotated[str, typer.Option(help="Time zone of start_time/end_time, which carry none.")] = "UTC",
+    tenant: TenantOption = "default",
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Raw ASSISTments skill-builder CSV; the rows of one multi-skill answer become ONE event with several concepts."""
+    run_import(AssistmentsImporter(tenant=tenant, encoding=encoding, timezone=timezone), path, lake, force, as_json)
+
+
+@app.command("ednet-kt1")
+def import_ednet(
+    path: PathArg,
+    lake: LakeOption = None,
+    questions: Annotated[Path | None, typer.Option(help="EdNet contents/questions.csv (default: ../contents/"
+                                                         "questions.csv next to the KT1 folder).")] = None,
+    tenant: TenantOption = "default",
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """EdNet KT1 per-learner CSVs (a u<ID>.csv file or a folder of them), scored against questions.csv."""
+    run_import(EdnetKt1Importer(tenant=tenant, questions=questions), path, lake, force, as_json)
+
+
+@app.command("matrix")
+def import_matrix(
+    path: PathArg,
+    lake: LakeOption = None,
+    learner_column: Annotated[str | None, typer.Option(help="Column holding learner ids (default: "
+                                                             "<file stem>:<row>).")] = None,
+    missing: Annotated[list[str] | None, typer.Option(help="A cell value meaning 'not answered' (repeatable; "
+                                                            "default: empty, NA, NaN, nan, ., -).")] = None,
+    tenant: TenantOption = "default",
+    force: ForceOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Wide learner x item 0/1 response matrix with missing values (e.g. LSAT.csv)."""
+    options = {"missing": tuple(missing)} if missing else {}
+    run_import(MatrixImporter(tenant=tenant, learner_column=learner_column, **options), path, lake, force, as_json)
+
+
+def _table_options(mapping: Path | None, column: list[str] | None, concept_separator: str | None,
+                   timestamp_format: str | None, timestamp_unit: str | None, timezone: str | None) -> dict:
+    columns = {}
+    for pair in column or []:
+        field, sep, name = pair.partition("=")
+        if not sep or not field.strip() or not name.strip():
+            raise typer.BadParameter(f"expected FIELD=COLUMN, got {pair!r}", param_hint="--column")
+        columns[field.strip()] = name.strip()
+    return {"mapping": mapping, "columns": columns or None, "concept_separator": concept_separator,
+            "timestamp_format": timestamp_format, "timestamp_unit": timestamp_unit, "timezone": timezone}
+
+
+MappingOption = Annotated[Path | None, typer.Option(help="YAML file: columns: {event field: column}, and "
+                                                         "concept_separator, timestamp_format, timestamp_unit, "
+                                                         "timezone, constants.")]
+ColumnOption = Annotated[list[str] | None, typer.Option(help="FIELD=COLUMN, e.g. learner_id=user (repeatable; "
+                                                             "unmapped fields use a column of the same name).")]
+SeparatorOption = Annotated[str | None, typer.Option(help="Separator of several concepts in one cell.")]
+TsFormatOption = Annotated[str | None, typer.Option(help="strptime format of the timestamp column.")]
+TsUnitOption = Annotated[str | None, typer.Option(help="Unit of numeric epoch timestamps: s or ms.")]
+TzOption = Annotated[str | None, typer.Option(help="Time zone of timestamps that carry none.")]
+
+
+@app.command("csv")
+def import_csv(path: PathArg, lake: LakeOption = None, mapping: MappingOption = None, column: ColumnOption = None,
+               concept_separator: SeparatorOption = None, timestamp_format: TsFormatOption = None,
+               timestamp_unit: TsUnitOption = None, timezone: TzOption = None, tenant: TenantOption = "default",
+               force: ForceOption = False, as_json: JsonOption = False) -> None:
+    """Any CSV table of answers, with a column mapping given as options or in a YAML file."""
+    options = _table_options(mapping, column, concept_separator, timestamp_format, timestamp_unit, timezone)
+    run_import(CsvImporter(tenant=tenant, **options), path, lake, force, as_json)
+
+
+@app.command("parquet")
+def import_parquet(path: PathArg, lake: LakeOption = None, mapping: MappingOption = None,
+                   column: ColumnOption = None, concept_separator: SeparatorOption = None,
+                   timestamp_format: TsFormatOption = None, timestamp_unit: TsUnitOption = None,
+                   timezone: TzOption = None, tenant: TenantOption = "default", force: ForceOption = False,
+                   as_json: JsonOption = False) -> None:
+    """Any Parquet table of answers, with a column mapping given as options or in a YAML file."""
+    options = _table_options(mapping, column, concept_separator, timestamp_format, timestamp_unit, timezone)
+    run_import(ParquetImporter(tenant=tenant, **options), path, lake, force, as_json)

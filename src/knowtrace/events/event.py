@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any
@@ -40,18 +39,26 @@ NonEmptyStr = Annotated[str, Field(min_length=1, max_length=512)]
 
 
 def derive_event_id(fields: dict[str, Any]) -> str:
-    """Return the deterministic id of an event from its content (see ``EVENT_ID_FIELDS``)."""
-    canonical = []
+    """Return the deterministic id of an event from its content (see ``EVENT_ID_FIELDS``).
+
+    The fields are those of a validated event, so each has one type; every part is written with
+    its length in front, so no choice of ids can make two different events share a text.
+    """
+    parts = []
     for name in EVENT_ID_FIELDS:
         value = fields.get(name)
+        if value is None:
+            parts.append("-")
+            continue
         if isinstance(value, datetime):
-            value = value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+            text = value.astimezone(timezone.utc).isoformat(timespec="microseconds")
         elif isinstance(value, float) and value.is_integer():
-            value = int(value)
-        canonical.append(value)
-    digest = hashlib.blake2b(
-        json.dumps(canonical, separators=(",", ":"), default=str).encode(), digest_size=16
-    ).hexdigest()
+            text = str(int(value))
+        else:
+            text = str(value)
+        parts.append(f"{len(text)}:{text}")
+    text = "".join(parts)
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"ev-{digest}"
 
 

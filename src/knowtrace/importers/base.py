@@ -90,6 +90,7 @@ class Importer(ABC):
 def get_importer(name: str) -> type[Importer]:
     """The importer class registered under ``name``."""
     import knowtrace.importers  # noqa: F401  (registers the built-in formats)
+    import knowtrace.simulate  # noqa: F401  (registers the simulator)
 
     try:
         return IMPORTERS[name]

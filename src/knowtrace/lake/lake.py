@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,12 @@ class LoadReport:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _reason_kind(rejection: Rejection) -> str:
+    """The reason of a rejection without its particular values, to count rejections by kind."""
+    reason = re.sub(r"\d+", "N", re.sub(r"'[^']*'", "'…'", rejection.reason))
+    return f"{rejection.field or 'record'}: {reason[:100]}"
 
 
 class Lake:
@@ -183,7 +190,8 @@ class Lake:
         """A whole lake table (e.g. ``interactions``) as an Arrow table."""
         if name not in _VIEWS and name not in {"quarantine", "loads", *(f"bronze_{t}" for t in BRONZE_TABLES)}:
             raise LakeError(f"no lake table {name!r}")
-        return self.query(f"SELECT * FROM {name}")
+        table = self.query(f"SELECT * FROM {name}")
+        return table.cast(schema.SILVER_INTERACTIONS) if name == "interactions" else table
 
     def _load_files(self, folder: Path, loads: list[str], empty: pa.Schema) -> list[Path] | pa.Table:
         files = [f for load in loads for f in sorted((folder / load).glob("*.parquet"))]
@@ -287,7 +295,7 @@ class Lake:
                                        "field": record.field, "reason": record.reason, "raw": record.raw,
                                        "quarantined_at": now})
                     report.rejected += 1
-                    key = f"{record.field or 'record'}: {record.reason.split(':')[0][:80]}"
+                    key = _reason_kind(record)
                     report.rejection_reasons[key] = report.rejection_reasons.get(key, 0) + 1
                 elif isinstance(record, Item):
                     row = record.model_dump()

@@ -10,6 +10,7 @@ __all__ = [
     "BRONZE_ITEMS",
     "EVENT_COLUMNS",
     "QUARANTINE",
+    "SILVER_INTERACTIONS",
 ]
 
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -65,6 +66,9 @@ BRONZE_CONCEPTS = pa.schema(
         ("load_id", pa.string()),
     ]
 )
+
+#: the silver ``interactions`` table: an event per row, its load, and its place in the learner's history
+SILVER_INTERACTIONS = pa.schema(list(EVENT_COLUMNS) + [("load_id", pa.string()), ("position", pa.int64())])
 
 QUARANTINE = pa.schema(
     [

@@ -1,0 +1,108 @@
+"""``knowtrace quickstart``, ``knowtrace simulate``, ``knowtrace eval`` and ``knowtrace models``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, open_lake, print_json, print_rows, progress_counter
+from knowtrace.cli.importing import TenantOption, run_import
+from knowtrace.evaluation import evaluate
+from knowtrace.exceptions import InputError
+from knowtrace.models import available_models, get_model_class
+from knowtrace.quickstart import QUICKSTART_TENANT, run_quickstart
+from knowtrace.simulate import ClassroomSimulator
+
+_METRIC_COLUMNS = ("model", "auc", "acc", "rmse", "logloss", "ece", "fit_seconds", "predict_seconds")
+
+
+def _metrics_table(results: list[dict], title: str) -> None:
+    print_rows([{k: r[k] for k in _METRIC_COLUMNS} for r in results], title=title)
+
+
+def quickstart(
+    lake: LakeOption = None,
+    learners: Annotated[int, typer.Option(help="Simulated learners in the class.")] = 300,
+    weeks: Annotated[int, typer.Option(help="Weeks of simulated practice.")] = 6,
+    seed: Annotated[int, typer.Option(help="Seed of the simulation and of the learner split.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """The main job on the embedded default: simulate a class, load it into the lake, evaluate every model."""
+    store = open_lake(lake)
+    started = time.perf_counter()
+    if not as_json:
+        console.print(f"[bold]knowtrace quickstart[/] — lake {store.root} (embedded DuckDB, no server)")
+        console.print(f"1. simulating a class of {learners} learners over {weeks} weeks "
+                      f"([italic]SIMULATED data[/], tenant {QUICKSTART_TENANT!r})")
+    with progress_counter("loading the simulated class", unit="answers", enabled=not as_json) as update:
+        def on_model(name: str, stage: str) -> None:
+            if stage == "fit" and not as_json:
+                err_console.print(f"   fitting and scoring {name} …")
+        if not as_json:
+            console.print(f"2. evaluating {', '.join(available_models())} on held-out learners")
+        result = run_quickstart(store, learners=learners, weeks=weeks, seed=seed, on_load_progress=update,
+                                on_model=on_model)
+    if as_json:
+        print_json({"lake": str(store.root), "tenant": QUICKSTART_TENANT, "answers": result.answers,
+                    "learners": result.learners, "items": result.items, "concepts": result.concepts,
+                    "results": result.results})
+        return
+    load = result.load
+    console.print(f"   lake holds {result.answers:,} simulated answers from {result.learners:,} learners on "
+                  f"{result.items} items and {result.concepts} concepts"
+                  + (" (already loaded earlier)" if load.skipped else f" (load {load.load_id})"))
+    _metrics_table(result.results, "held-out learners: each answer predicted from earlier answers only")
+    console.print(f"done in {time.perf_counter() - started:.1f} s. Next: "
+                  f"knowtrace sql \"SELECT * FROM item_stats WHERE tenant = '{QUICKSTART_TENANT}'\"")
+
+
+def simulate(
+    lake: LakeOption = None,
+    learners: Annotated[int, typer.Option(help="Simulated learners.")] = 200,
+    items: Annotated[int, typer.Option(help="Items in the bank.")] = 60,
+    concepts: Annotated[int, typer.Option(help="Concepts in the prerequisite graph.")] = 8,
+    weeks: Annotated[int, typer.Option(help="Weeks of practice.")] = 6,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    tenant: TenantOption = "simulated",
+    as_json: JsonOption = False,
+) -> None:
+    """Load a simulated class (synthetic learners, items, concepts and answers) into the lake."""
+    simulator = ClassroomSimulator(tenant=tenant, learners=learners, items=items, concepts=concepts, weeks=weeks,
+                                   seed=seed)
+    run_import(simulator, None, lake, False, as_json)
+
+
+def eval_models(
+    models: Annotated[str, typer.Option("--models", help="Comma-separated model names (see `knowtrace models`).")],
+    lake: LakeOption = None,
+    tenant: TenantOption = "default",
+    test_fraction: Annotated[float, typer.Option(help="Share of learners held out for testing.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the learner split.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit models on training learners of the lake and score every answer of the held-out learners once."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    for name in names:
+        get_model_class(name)
+    table = open_lake(lake).query("SELECT * FROM interactions WHERE tenant = ? ORDER BY learner_id, position",
+                                  [tenant])
+    if table.num_rows == 0:
+        raise InputError(f"the lake has no answers for tenant {tenant!r}")
+    results = evaluate(names, table, test_fraction=test_fraction, seed=seed,
+                       progress=None if as_json else lambda n, s: s == "fit" and err_console.print(f"fitting {n} …"))
+    if as_json:
+        print_json(results)
+    else:
+        _metrics_table(results, f"{tenant}: {table.num_rows:,} answers, {test_fraction:.0%} of learners held out")
+
+
+def list_models(as_json: JsonOption = False) -> None:
+    """The registered learner models."""
+    rows = [{"model": name, "about": (get_model_class(name).__doc__ or "").strip().splitlines()[0]}
+            for name in available_models()]
+    if as_json:
+        print_json(rows)
+    else:
+        print_rows(rows)
