@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from knowtrace import __version__
+from knowtrace.events.catalog import Concept
+from knowtrace.events.concept_graph import ConceptGraph
 from knowtrace.events.event import InteractionEvent
 from knowtrace.exceptions import InputError, KnowtraceError
 from knowtrace.models.data import Interactions, as_table, fingerprint
@@ -113,11 +115,18 @@ class KnowledgeModel(ABC):
 
     # fitting and predicting ------------------------------------------------------------------
 
-    def fit(self, data: Any) -> Self:
-        """Learn from silver interactions (a pyarrow Table, RecordBatchReader or ``.to_arrow()``)."""
-        table = as_table(data)
-        view = Interactions.from_table(table)
-        self._fit(view)
+    def fit(self, data: Any, *, valid: Any = None, graph: ConceptGraph | None = None) -> Self:
+        """Learn from silver interactions (a ``Lake``, a pyarrow Table, RecordBatchReader or ``.to_arrow()``).
+
+        ``valid``: held-out interactions that models with hyperparameters to select or training to
+        stop early use for that, and nothing else. ``graph``: the concept prerequisite graph (read
+        from the lake's ``concepts`` table when ``data`` is a lake).
+        """
+        source, lake_graph = _training_table(data)
+        table = as_table(source)
+        view = Interactions.from_table(table, graph=graph or lake_graph)
+        valid_view = Interactions.from_table(_training_table(valid)[0], graph=view.graph) if valid is not None else None
+        self._fit(view, valid=valid_view)
         self.n_train_ = view.n
         self.training_fingerprint_ = fingerprint(table)
         self.metrics_: dict[str, Any] = {}
@@ -137,8 +146,8 @@ class KnowledgeModel(ABC):
         """concept_id -> (P(correct) on a typical item of the concept, standard error or None)."""
 
     @abstractmethod
-    def _fit(self, data: Interactions) -> None:
-        """Set every learned attribute from ``data``."""
+    def _fit(self, data: Interactions, *, valid: Interactions | None = None) -> None:
+        """Set every learned attribute from ``data`` (``valid`` only to select or stop early)."""
 
     @abstractmethod
     def _predict(self, data: Interactions) -> np.ndarray:
@@ -278,6 +287,21 @@ class OnlineModel(KnowledgeModel):
             out[r] = replay._predict_one(learners[r], items[r], concepts)
             replay._learn(learners[r], items[r], concepts, correct[r], update_shared=False)
         return out
+
+
+def _training_table(data: Any) -> tuple[Any, ConceptGraph | None]:
+    """Interactions (and the concept graph) of a ``Lake``; anything else is returned as is."""
+    from knowtrace.lake import Lake
+
+    if not isinstance(data, Lake):
+        return data, None
+    concepts = data.query("SELECT tenant, concept_id, name, prerequisites FROM concepts").to_pylist()
+    tenants = {c["tenant"] for c in concepts}
+    graph = None
+    if len(tenants) == 1:
+        graph = ConceptGraph([Concept(concept_id=c["concept_id"], tenant=c["tenant"], name=c["name"],
+                                      prerequisites=c["prerequisites"] or ()) for c in concepts])
+    return data.table("interactions"), graph
 
 
 def _event_fields(event: InteractionEvent | Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], int]:

@@ -29,7 +29,7 @@ class GlobalRate(KnowledgeModel):
     def __init__(self) -> None:
         """No hyperparameters."""
 
-    def _fit(self, data: Interactions) -> None:
+    def _fit(self, data: Interactions, *, valid: Interactions | None = None) -> None:
         self.rate_ = float(data.correct.mean()) if data.n else 0.5
         self.concept_ids_ = data.concept_ids.copy()
 
@@ -66,7 +66,7 @@ class ItemRate(KnowledgeModel):
     def _test_params(cls) -> dict[str, float]:
         return {"smoothing": 2.0}
 
-    def _fit(self, data: Interactions) -> None:
+    def _fit(self, data: Interactions, *, valid: Interactions | None = None) -> None:
         if self.smoothing < 0:
             raise InputError(f"smoothing must be >= 0, got {self.smoothing}", field="smoothing")
         self.global_rate_ = float(data.correct.mean()) if data.n else 0.5

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from knowtrace.events.concept_graph import ConceptGraph
 from knowtrace.exceptions import InputError
 
 __all__ = ["Interactions", "as_table", "fingerprint", "lookup", "pack_lists", "unpack_lists", "REQUIRED_COLUMNS"]
@@ -118,6 +119,7 @@ class Interactions:
     order: np.ndarray
     starts: np.ndarray
     step: np.ndarray
+    graph: ConceptGraph | None = None
 
     @property
     def n(self) -> int:
@@ -125,8 +127,9 @@ class Interactions:
         return len(self.correct)
 
     @classmethod
-    def from_table(cls, table: Any) -> Interactions:
-        """The view of a silver ``interactions`` table (or anything ``as_table`` accepts)."""
+    def from_table(cls, table: Any, *, graph: ConceptGraph | None = None) -> Interactions:
+        """The view of a silver ``interactions`` table (or anything ``as_table`` accepts), with the
+        concept prerequisite ``graph`` of its tenant when known."""
         table = as_table(table)
         missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
         if missing:
@@ -154,7 +157,7 @@ class Interactions:
         counts = np.bincount(learner, minlength=len(learner_ids))
         starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         step = np.arange(n, dtype=np.int64) - np.repeat(starts[:-1], counts)
-        return cls(learner, learner_ids, item, item_ids, ptr, index, concept_ids, correct, order, starts, step)
+        return cls(learner, learner_ids, item, item_ids, ptr, index, concept_ids, correct, order, starts, step, graph)
 
     def to_input_order(self, values: np.ndarray) -> np.ndarray:
         """Values computed per view row, rearranged to the rows of the input table."""

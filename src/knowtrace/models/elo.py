@@ -41,7 +41,7 @@ class Elo(OnlineModel):
         if not self.k_b >= 0:
             raise InputError(f"k_b must be >= 0, got {self.k_b}", field="k_b")
 
-    def _fit(self, data: Interactions) -> None:
+    def _fit(self, data: Interactions, *, valid: Interactions | None = None) -> None:
         self._check_params()
         k_a, k_b = float(self.k_a), float(self.k_b)
         theta = [0.0] * len(data.learner_ids)

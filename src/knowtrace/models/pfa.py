@@ -133,7 +133,7 @@ class _FactorModel(OnlineModel):
 
     # fitting ---------------------------------------------------------------------------------
 
-    def _fit(self, data: Interactions) -> None:
+    def _fit(self, data: Interactions, *, valid: Interactions | None = None) -> None:
         self._check_params()
         n, n_concepts, n_blocks = data.n, len(data.concept_ids), len(self.blocks)
         n_learners = len(data.learner_ids) if self.learner_ability else 0
