@@ -106,6 +106,8 @@ class Interactions:
     row ``r`` are ``concept_ids[concept_index[concept_ptr[r]:concept_ptr[r + 1]]]``. ``starts``
     holds the first row of each learner's history (plus ``n`` at the end); ``step[r]`` is the
     0-based index of row ``r`` within its learner's history. Row ``r`` is input row ``order[r]``.
+    ``timestamp_s`` (seconds since the epoch) and ``elapsed_ms`` are float arrays, NaN where the
+    answer has none, or None when the table has no such column.
     """
 
     learner: np.ndarray
@@ -120,6 +122,8 @@ class Interactions:
     starts: np.ndarray
     step: np.ndarray
     graph: ConceptGraph | None = None
+    timestamp_s: np.ndarray | None = None
+    elapsed_ms: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -151,13 +155,17 @@ class Interactions:
         position = _position(table)
         order = np.lexsort((position, learner)) if position is not None else np.argsort(learner, kind="stable")
         order = order.astype(np.int64, copy=False)
+        timestamp_s, elapsed_ms = _float_column(table, "timestamp"), _float_column(table, "elapsed_ms")
         if not np.array_equal(order, np.arange(n)):
             learner, item, correct = learner[order], item[order], correct[order]
             ptr, index = _take_csr(ptr, index, order)
+            timestamp_s = timestamp_s[order] if timestamp_s is not None else None
+            elapsed_ms = elapsed_ms[order] if elapsed_ms is not None else None
         counts = np.bincount(learner, minlength=len(learner_ids))
         starts = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         step = np.arange(n, dtype=np.int64) - np.repeat(starts[:-1], counts)
-        return cls(learner, learner_ids, item, item_ids, ptr, index, concept_ids, correct, order, starts, step, graph)
+        return cls(learner, learner_ids, item, item_ids, ptr, index, concept_ids, correct, order, starts, step, graph,
+                   timestamp_s=timestamp_s, elapsed_ms=elapsed_ms)
 
     def to_input_order(self, values: np.ndarray) -> np.ndarray:
         """Values computed per view row, rearranged to the rows of the input table."""
@@ -186,6 +194,24 @@ def _position(table: pa.Table) -> np.ndarray | None:
         if name in table.column_names and table.column(name).null_count == 0:
             return np.asarray(table.column(name).to_numpy(), dtype=np.int64)
     return None
+
+
+def _float_column(table: pa.Table, name: str) -> np.ndarray | None:
+    """A numeric or timestamp column as float64 (timestamps in seconds since the epoch), NaN where
+    null; None without that column."""
+    if name not in table.column_names:
+        return None
+    column = table.column(name)
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    scale = 1.0
+    if pa.types.is_timestamp(column.type):
+        column = pc.cast(column, pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+        scale = 1e-6
+    elif not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type) or pa.types.is_null(column.type)):
+        raise InputError(f"{name} must be numeric, got {column.type}", field=name)
+    values = pc.fill_null(pc.cast(column, pa.float64()), float("nan")).to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.float64) * scale
 
 
 def _concepts(table: pa.Table, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
