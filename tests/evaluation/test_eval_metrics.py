@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from knowtrace.evaluation import accuracy, auc, expected_calibration_error, log_loss, rmse, score_all
+from knowtrace.evaluation import (
+    accuracy,
+    auc,
+    expected_calibration_error,
+    log_loss,
+    reliability,
+    rmse,
+    roc_curve,
+    score_all,
+)
 from knowtrace.exceptions import InputError
 
 Y = [1, 0, 1, 1, 0]
@@ -45,3 +54,15 @@ def test_auc_equals_mann_whitney_on_random_data() -> None:
         pos, neg = p[y == 1], p[y == 0]
         wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
         assert auc(y, p) == pytest.approx(wins / (len(pos) * len(neg)), abs=1e-12)
+
+
+def test_reliability_bins_and_roc_points() -> None:
+    count, observed, predicted = reliability(Y, P, bins=10)
+    assert count.tolist() == [0, 0, 0, 1, 1, 2, 0, 0, 0, 1]
+    assert observed[5] == 0.5 and predicted[3] == pytest.approx(0.3) and np.isnan(observed[0])
+    fpr, tpr = roc_curve(Y, P)
+    # thresholds .9, .5 (one right, one wrong), .4, .3
+    assert fpr.tolist() == [0, 0, 0.5, 0.5, 1] and tpr.tolist() == pytest.approx([0, 1 / 3, 2 / 3, 1, 1])
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auc(Y, P))
+    with pytest.raises(InputError, match="both correct and wrong"):
+        roc_curve([1, 1], [0.2, 0.4])

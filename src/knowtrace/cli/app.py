@@ -8,7 +8,7 @@ import typer
 from typer.exceptions import TyperException
 
 from knowtrace import __version__
-from knowtrace.cli import importing, lake_commands, modelling
+from knowtrace.cli import evaluate, importing, lake_commands, modelling
 from knowtrace.cli.common import err_console
 from knowtrace.exceptions import KnowtraceError
 
@@ -24,7 +24,7 @@ app.add_typer(lake_commands.app, name="lake")
 app.command("sql")(lake_commands.sql)
 app.command("quickstart")(modelling.quickstart)
 app.command("simulate")(modelling.simulate)
-app.command("eval")(modelling.eval_models)
+app.command("eval")(evaluate.eval_models)
 app.command("models")(modelling.list_models)
 
 

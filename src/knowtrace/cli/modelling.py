@@ -1,4 +1,4 @@
-"""``knowtrace quickstart``, ``knowtrace simulate``, ``knowtrace eval`` and ``knowtrace models``."""
+"""``knowtrace quickstart``, ``knowtrace simulate`` and ``knowtrace models``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, open_lake, print_json, print_rows, progress_counter
 from knowtrace.cli.importing import TenantOption, run_import
-from knowtrace.evaluation import evaluate
-from knowtrace.exceptions import InputError
 from knowtrace.models import available_models, get_model_class
 from knowtrace.quickstart import QUICKSTART_TENANT, run_quickstart
 from knowtrace.simulate import ClassroomSimulator
@@ -72,30 +70,6 @@ def simulate(
     simulator = ClassroomSimulator(tenant=tenant, learners=learners, items=items, concepts=concepts, weeks=weeks,
                                    seed=seed)
     run_import(simulator, None, lake, False, as_json)
-
-
-def eval_models(
-    models: Annotated[str, typer.Option("--models", help="Comma-separated model names (see `knowtrace models`).")],
-    lake: LakeOption = None,
-    tenant: TenantOption = "default",
-    test_fraction: Annotated[float, typer.Option(help="Share of learners held out for testing.")] = 0.2,
-    seed: Annotated[int, typer.Option(help="Seed of the learner split.")] = 0,
-    as_json: JsonOption = False,
-) -> None:
-    """Fit models on training learners of the lake and score every answer of the held-out learners once."""
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    for name in names:
-        get_model_class(name)
-    table = open_lake(lake).query("SELECT * FROM interactions WHERE tenant = ? ORDER BY learner_id, position",
-                                  [tenant])
-    if table.num_rows == 0:
-        raise InputError(f"the lake has no answers for tenant {tenant!r}")
-    results = evaluate(names, table, test_fraction=test_fraction, seed=seed,
-                       progress=None if as_json else lambda n, s: s == "fit" and err_console.print(f"fitting {n} …"))
-    if as_json:
-        print_json(results)
-    else:
-        _metrics_table(results, f"{tenant}: {table.num_rows:,} answers, {test_fraction:.0%} of learners held out")
 
 
 def list_models(as_json: JsonOption = False) -> None:
