@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from knowtrace.evaluation import evaluate
+from knowtrace.evaluation.protocol import evaluate_holdout
+from knowtrace.evaluation.report import write_report
 from knowtrace.lake import Lake, LoadReport
 from knowtrace.models import available_models
 from knowtrace.simulate import ClassroomSimulator
@@ -27,6 +29,7 @@ class QuickstartResult:
     items: int
     concepts: int
     results: list[dict[str, Any]]
+    report: Path | None = None
 
 
 def run_quickstart(
@@ -38,6 +41,7 @@ def run_quickstart(
     models: list[str] | None = None,
     on_load_progress: Callable[[int], None] | None = None,
     on_model: Callable[[str, str], None] | None = None,
+    report_dir: str | Path | None = None,
 ) -> QuickstartResult:
     """Load a simulated class into ``lake`` (tenant ``quickstart-simulated``) and evaluate ``models``
     (default: every registered model) with a learner split: 20% of learners held out, each of
@@ -51,7 +55,13 @@ def run_quickstart(
         "(SELECT count(*) FROM items WHERE tenant = $1) AS items, "
         "(SELECT count(*) FROM concepts WHERE tenant = $1) AS concepts", [QUICKSTART_TENANT]
     ).to_pylist()[0]
-    results = evaluate(models or available_models(), table, seed=seed, progress=on_model)
-    results.sort(key=lambda r: -r["auc"])
+    evaluation = evaluate_holdout(models or available_models(), table, seed=seed,
+                                  graph=lake.concept_graph(QUICKSTART_TENANT),
+                                  on_step=(lambda step: on_model(step.model, step.stage)) if on_model else None)
+    results = sorted(evaluation.results, key=lambda r: -r["auc"])
+    report_path = None
+    if report_dir is not None:
+        report_path = write_report(results, evaluation.predictions, report_dir,
+                                   title="knowtrace quickstart — SIMULATED class, held-out learners")
     return QuickstartResult(load=report, answers=table.num_rows, learners=sizes["learners"], items=sizes["items"],
-                            concepts=sizes["concepts"], results=results)
+                            concepts=sizes["concepts"], results=results, report=report_path)

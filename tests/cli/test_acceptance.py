@@ -105,14 +105,20 @@ def test_lsat_matrix_import(shared_data: Path, tmp_path: Path) -> None:
 def test_quickstart_runs_and_reports_every_model(tmp_path: Path) -> None:
     lake = tmp_path / "Q"
     registered = [m["model"] for m in json.loads(knowtrace("models", "--json").stdout)]
-    result = json.loads(knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--json").stdout)
+    report = tmp_path / "report"
+    result = json.loads(knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--report", str(report),
+                                  "--json").stdout)
+    html = (report / "report.html").read_text()
+    assert result["report"] == str(report / "report.html")
+    assert "ROC curves" in html and "Mastery" in html and html.count("data:image/png;base64,") >= 4
     assert result["answers"] == 120 * 6 * 3 * 12 and result["learners"] == 120
     assert sorted(r["model"] for r in result["results"]) == sorted(registered)
     by_model = {r["model"]: r for r in result["results"]}
     assert by_model["elo"]["auc"] > by_model["item_rate"]["auc"] > by_model["global_rate"]["auc"]
-    again = json.loads(knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--json").stdout)
+    again = json.loads(knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--report", str(report),
+                                 "--json").stdout)
     assert again["answers"] == result["answers"]  # the simulated class is not loaded twice
-    table = knowtrace("quickstart", "--lake", str(lake), "--learners", "120").stdout
+    table = knowtrace("quickstart", "--lake", str(lake), "--learners", "120", "--report", str(report)).stdout
     assert "SIMULATED" in table and "elo" in table and "auc" in table
 
 

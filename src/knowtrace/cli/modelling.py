@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,6 +26,7 @@ def quickstart(
     learners: Annotated[int, typer.Option(help="Simulated learners in the class.")] = 300,
     weeks: Annotated[int, typer.Option(help="Weeks of simulated practice.")] = 6,
     seed: Annotated[int, typer.Option(help="Seed of the simulation and of the learner split.")] = 0,
+    report: Annotated[Path, typer.Option(help="Folder for the HTML report (report.html).")] = Path("knowtrace-report"),
     as_json: JsonOption = False,
 ) -> None:
     """The main job on the embedded default: simulate a class, load it into the lake, evaluate every model."""
@@ -41,17 +43,18 @@ def quickstart(
         if not as_json:
             console.print(f"2. evaluating {', '.join(available_models())} on held-out learners")
         result = run_quickstart(store, learners=learners, weeks=weeks, seed=seed, on_load_progress=update,
-                                on_model=on_model)
+                                on_model=on_model, report_dir=report)
     if as_json:
         print_json({"lake": str(store.root), "tenant": QUICKSTART_TENANT, "answers": result.answers,
                     "learners": result.learners, "items": result.items, "concepts": result.concepts,
-                    "results": result.results})
+                    "results": result.results, "report": str(result.report)})
         return
     load = result.load
     console.print(f"   lake holds {result.answers:,} simulated answers from {result.learners:,} learners on "
                   f"{result.items} items and {result.concepts} concepts"
                   + (" (already loaded earlier)" if load.skipped else f" (load {load.load_id})"))
     _metrics_table(result.results, "held-out learners: each answer predicted from earlier answers only")
+    console.print(f"HTML report (ROC, calibration, item curves, mastery heatmap): {result.report}")
     console.print(f"done in {time.perf_counter() - started:.1f} s. Next: "
                   f"knowtrace sql \"SELECT * FROM item_stats WHERE tenant = '{QUICKSTART_TENANT}'\"")
 

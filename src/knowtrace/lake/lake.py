@@ -193,6 +193,18 @@ class Lake:
         table = self.query(f"SELECT * FROM {name}")
         return table.cast(schema.SILVER_INTERACTIONS) if name == "interactions" else table
 
+    def concept_graph(self, tenant: str | None = None) -> ConceptGraph | None:
+        """The prerequisite graph of ``tenant``'s concepts (of the only tenant when None; None if several)."""
+        rows = self.query("SELECT tenant, concept_id, name, prerequisites FROM concepts").to_pylist()
+        tenants = {r["tenant"] for r in rows}
+        if tenant is None:
+            if len(tenants) != 1:
+                return None
+            tenant = tenants.pop()
+        return ConceptGraph([Concept(concept_id=r["concept_id"], tenant=r["tenant"], name=r["name"],
+                                     prerequisites=r["prerequisites"] or ()) for r in rows if r["tenant"] == tenant],
+                            tenant=tenant)
+
     def _load_files(self, folder: Path, loads: list[str], empty: pa.Schema) -> list[Path] | pa.Table:
         files = [f for load in loads for f in sorted((folder / load).glob("*.parquet"))]
         return files if files else empty.empty_table()

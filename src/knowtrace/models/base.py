@@ -26,7 +26,6 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from knowtrace import __version__
-from knowtrace.events.catalog import Concept
 from knowtrace.events.concept_graph import ConceptGraph
 from knowtrace.events.event import InteractionEvent
 from knowtrace.exceptions import InputError, KnowtraceError
@@ -295,13 +294,7 @@ def _training_table(data: Any) -> tuple[Any, ConceptGraph | None]:
 
     if not isinstance(data, Lake):
         return data, None
-    concepts = data.query("SELECT tenant, concept_id, name, prerequisites FROM concepts").to_pylist()
-    tenants = {c["tenant"] for c in concepts}
-    graph = None
-    if len(tenants) == 1:
-        graph = ConceptGraph([Concept(concept_id=c["concept_id"], tenant=c["tenant"], name=c["name"],
-                                      prerequisites=c["prerequisites"] or ()) for c in concepts])
-    return data.table("interactions"), graph
+    return data.table("interactions"), data.concept_graph()
 
 
 def _event_fields(event: InteractionEvent | Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], int]:
