@@ -12,6 +12,7 @@ from knowtrace.models.base import (
 from knowtrace.models.baselines import GlobalRate, ItemRate
 from knowtrace.models.data import Interactions, as_table
 from knowtrace.models.elo import Elo
+from knowtrace.models.irt import IRT
 from knowtrace.models.ktm import KTM
 from knowtrace.models.pfa import AFM, PFA
 from knowtrace.models.registry import MODELS, available_models, get_model, get_model_class
@@ -25,6 +26,7 @@ __all__ = [
     "ArtifactVersionError",
     "Elo",
     "GlobalRate",
+    "IRT",
     "Interactions",
     "KTM",
     "ItemRate",

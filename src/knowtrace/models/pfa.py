@@ -14,12 +14,8 @@ AFM learners not seen in ``fit`` have ``theta = 0``.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 from abc import abstractmethod
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -29,42 +25,13 @@ import scipy.sparse
 from scipy.special import expit
 
 from knowtrace.exceptions import InputError
+from knowtrace.models._blas import blas_threads
 from knowtrace.models.base import Mastery, OnlineModel
 from knowtrace.models.data import Interactions, lookup, pack_lists, unpack_lists
 
 __all__ = ["AFM", "PFA"]
 
 Counts = dict[str, dict[str, tuple[int, int]]]
-
-
-@functools.cache
-def _scipy_openblas() -> ctypes.CDLL | None:
-    """The OpenBLAS bundled with scipy's wheels, if it exposes thread control (else None)."""
-    root = Path(scipy.__file__).parent
-    for candidate in [*root.parent.glob("scipy.libs/libscipy_openblas*"), *root.glob(".dylibs/libscipy_openblas*")]:
-        try:
-            lib = ctypes.CDLL(str(candidate))
-        except OSError:
-            continue
-        if hasattr(lib, "scipy_openblas_set_num_threads") and hasattr(lib, "scipy_openblas_get_num_threads"):
-            return lib
-    return None
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Run L-BFGS-B with one BLAS thread: its BLAS calls are tiny, and threads waiting on busy
-    cores made it ~50x slower in our measurements."""
-    lib = _scipy_openblas()
-    if lib is None:
-        yield
-        return
-    before = lib.scipy_openblas_get_num_threads()
-    lib.scipy_openblas_set_num_threads(1)
-    try:
-        yield
-    finally:
-        lib.scipy_openblas_set_num_threads(before)
 
 
 def history_counts(
@@ -181,7 +148,7 @@ class _FactorModel(OnlineModel):
         for b, block in enumerate(self.blocks):
             if block in self.nonnegative:
                 bounds[1 + b * n_concepts: 1 + (b + 1) * n_concepts] = [(0.0, None)] * n_concepts
-        with _one_blas_thread():
+        with blas_threads(1):
             result = scipy.optimize.minimize(objective, np.zeros(size), jac=True, method="L-BFGS-B",
                                              bounds=bounds, options={"maxiter": self.max_iter})
         return np.asarray(result.x, dtype=np.float64), int(result.nit), bool(result.success)
