@@ -8,7 +8,7 @@ import typer
 from typer.exceptions import TyperException
 
 from knowtrace import __version__
-from knowtrace.cli import cat, evaluate, importing, irt, lake_commands, modelling
+from knowtrace.cli import batch, cat, evaluate, importing, irt, lake_commands, modelling
 from knowtrace.cli.common import err_console
 from knowtrace.exceptions import KnowtraceError
 
@@ -23,6 +23,8 @@ app.add_typer(importing.app, name="import")
 app.add_typer(lake_commands.app, name="lake")
 app.add_typer(cat.app, name="cat")
 app.add_typer(irt.app, name="irt")
+app.add_typer(batch.source_app, name="source")
+app.add_typer(batch.extract_app, name="extract")
 app.command("sql")(lake_commands.sql)
 app.command("quickstart")(modelling.quickstart)
 app.command("simulate")(modelling.simulate)

@@ -242,7 +242,9 @@ class Lake:
 
         An input already loaded with the same format and options is skipped unless ``force``;
         even then, events already in ``interactions`` (same event id) are not added again.
-        Records that fail go to ``quarantine`` with file, line, field and reason.
+        Records that fail go to ``quarantine`` with file, line, field and reason. The manifest
+        records ``importer.options()`` as read after ``read`` has finished, so an importer can
+        commit state atomically with its load (the batch extractor's watermark).
         """
         source = Path(path) if path is not None else None
         if source is not None and not source.exists():
