@@ -11,6 +11,7 @@ from knowtrace.models.base import (
 )
 from knowtrace.models.baselines import GlobalRate, ItemRate
 from knowtrace.models.data import Interactions, as_table
+from knowtrace.models.deep import AKT, DKT, SAKT
 from knowtrace.models.elo import Elo
 from knowtrace.models.irt import IRT
 from knowtrace.models.ktm import KTM
@@ -19,9 +20,12 @@ from knowtrace.models.registry import MODELS, available_models, get_model, get_m
 
 __all__ = [
     "AFM",
+    "AKT",
+    "DKT",
     "FORMAT_VERSION",
     "MODELS",
     "PFA",
+    "SAKT",
     "ArtifactError",
     "ArtifactVersionError",
     "Elo",

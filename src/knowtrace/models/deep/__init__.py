@@ -1,0 +1,12 @@
+"""Deep knowledge tracing: DKT, SAKT and AKT over windows of each learner's answer sequence.
+
+Importing this package registers the models ``dkt``, ``sakt`` and ``akt``; torch is imported
+only when a model is fit or used.
+"""
+
+from knowtrace.models.deep.akt import AKT
+from knowtrace.models.deep.dkt import DKT
+from knowtrace.models.deep.model import AUTO_ITEM_LIMIT, SequenceModel
+from knowtrace.models.deep.sakt import SAKT
+
+__all__ = ["AKT", "AUTO_ITEM_LIMIT", "DKT", "SAKT", "SequenceModel"]
