@@ -11,6 +11,7 @@ from knowtrace.models.base import (
 )
 from knowtrace.models.baselines import GlobalRate, ItemRate
 from knowtrace.models.data import Interactions, as_table
+from knowtrace.models.bkt import BKT
 from knowtrace.models.deep import AKT, DKT, SAKT
 from knowtrace.models.elo import Elo
 from knowtrace.models.irt import IRT
@@ -21,6 +22,7 @@ from knowtrace.models.registry import MODELS, available_models, get_model, get_m
 __all__ = [
     "AFM",
     "AKT",
+    "BKT",
     "DKT",
     "FORMAT_VERSION",
     "MODELS",
