@@ -9,8 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from knowtrace.events.event import InteractionEvent
-from knowtrace.lake.frames import events_to_table
 from knowtrace.simulate import simulated_interactions
 
 
@@ -20,21 +18,6 @@ def simulated_table() -> pa.Table:
     return simulated_interactions(learners=120, weeks=4, seed=11)
 
 
-def answers_table(answers: list[tuple[str, str, tuple[str, ...], int]]) -> pa.Table:
-    """A silver-like table from (learner, item, concepts, correct), in history order per learner."""
-    positions: dict[str, int] = {}
-    events = []
-    for learner, item, concepts, correct in answers:
-        positions[learner] = positions.get(learner, -1) + 1
-        events.append(InteractionEvent(learner_id=learner, item_id=item, concept_ids=concepts, correct=correct,
-                                       seq=positions[learner]))
-    return events_to_table(events, load_id="eval-test")
-
-
-@pytest.fixture(scope="session")
-def make_answers() -> Callable[[list[tuple[str, str, tuple[str, ...], int]]], pa.Table]:
-    """``answers_table`` as a fixture (test modules cannot import conftest)."""
-    return answers_table
 
 
 def write_dkvmn_split(folder: Path, name: str, *, learners: int = 30, items: int = 8, seed: int = 0) -> None:

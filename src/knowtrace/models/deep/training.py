@@ -22,6 +22,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from knowtrace.evaluation.metrics import auc as auc_score
 from knowtrace.exceptions import InputError
+from knowtrace.models._torch import resolve_device
 from knowtrace.models.deep.sequences import Batch, Encoded, Windows, batches, make_batch
 
 __all__ = ["CLIP", "Net", "TorchBatch", "TrainResult", "deterministic", "inference", "resolve_device", "run_windows", "train"]
@@ -77,19 +78,6 @@ class TrainResult:
     history: np.ndarray
     best_epoch: int
     device: str
-
-
-def resolve_device(device: str) -> str:
-    """``"cuda"`` when ``device`` is ``"auto"`` and a GPU is present, else ``"cpu"``; or ``device`` checked."""
-    if not isinstance(device, str):
-        raise InputError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}", field="device")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device.startswith("cuda"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU", field="device")
-        return device
-    raise InputError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}", field="device")
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from knowtrace.evaluation.metrics import auc as auc_score
 from knowtrace.exceptions import InputError
+from knowtrace.models._torch import resolve_device
 
 __all__ = ["FMWeights", "TrainResult", "logits", "resolve_device", "train"]
 
@@ -66,19 +67,6 @@ def logits(weights: FMWeights, x: scipy.sparse.csr_matrix) -> np.ndarray:
         squares = x.multiply(x) @ (weights.factors * weights.factors)
         z = z + 0.5 * np.sum(xv * xv - squares, axis=1)
     return np.asarray(z, dtype=np.float64)
-
-
-def resolve_device(device: str) -> str:
-    """``"cuda"`` when ``device`` is ``"auto"`` and a GPU is present, else ``"cpu"``; or ``device`` checked."""
-    if not isinstance(device, str):
-        raise InputError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}", field="device")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" or device.startswith("cuda"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise InputError(f"device {device!r} asked for, but torch sees no CUDA GPU", field="device")
-        return device
-    raise InputError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}", field="device")
 
 
 @contextmanager
