@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from knowtrace.evaluation.metrics import auc as auc_score
 from knowtrace.exceptions import InputError
-from knowtrace.models._torch import resolve_device
+from knowtrace.models._torch import epoch_progress, resolve_device
 from knowtrace.models.deep.sequences import Batch, Encoded, Windows, batches, make_batch
 
 __all__ = ["CLIP", "Net", "TorchBatch", "TrainResult", "deterministic", "inference", "resolve_device", "run_windows", "train"]
@@ -167,7 +167,7 @@ def train(build: Callable[[], Net], data: tuple[Encoded, Windows], *, valid: tup
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         history: list[tuple[float, float, float, float]] = []
         best, best_epoch, best_weights = -np.inf, 0, _weights(net)
-        with _progress(verbose, epochs, name) as advance:
+        with epoch_progress(verbose, epochs, name) as advance:
             for epoch in range(1, epochs + 1):
                 started = time.perf_counter()
                 net.train()
@@ -205,24 +205,3 @@ def train(build: Callable[[], Net], data: tuple[Encoded, Windows], *, valid: tup
 
 def _weights(net: Net) -> dict[str, np.ndarray]:
     return {key: value.detach().to("cpu").numpy().copy() for key, value in net.state_dict().items()}
-
-
-@contextmanager
-def _progress(verbose: bool, epochs: int, name: str) -> Iterator[Callable[[int, float, float, float], None]]:
-    """A callback ``(epoch, loss, valid_auc, valid_loss)`` that shows a rich progress bar when verbose."""
-    if not verbose:
-        yield lambda *_: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn(name), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn()) as progress:
-        task = progress.add_task("fit", total=epochs, info="")
-
-        def advance(epoch: int, loss: float, valid_auc: float, valid_loss: float) -> None:
-            info = f"loss {loss:.4f}"
-            if np.isfinite(valid_loss):
-                info += f"  valid AUC {valid_auc:.4f}  valid log-loss {valid_loss:.4f}"
-            progress.update(task, completed=epoch, info=info)
-
-        yield advance

@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from knowtrace.evaluation.metrics import auc as auc_score
 from knowtrace.exceptions import InputError
-from knowtrace.models._torch import resolve_device
+from knowtrace.models._torch import epoch_progress, resolve_device
 
 __all__ = ["FMWeights", "TrainResult", "logits", "resolve_device", "train"]
 
@@ -167,7 +167,7 @@ def train(x: scipy.sparse.csr_matrix, y: np.ndarray, *, valid: tuple[scipy.spars
         else:
             step = _lbfgs_epoch(model, x, y, lr, l2, l2_factors, device)
         history, best, best_epoch, best_weights = [], -np.inf, 0, model.weights()
-        with _progress(verbose, epochs) as advance:
+        with epoch_progress(verbose, epochs, "ktm") as advance:
             for epoch in range(1, epochs + 1):
                 loss = step()
                 valid_auc, valid_loss = _validation(model, valid_chunks, y_valid) if valid_chunks else (np.nan, np.nan)
@@ -234,24 +234,3 @@ def _lbfgs_epoch(model: _FM, x: scipy.sparse.csr_matrix, y: np.ndarray, lr: floa
             return float(objective())
 
     return epoch
-
-
-@contextmanager
-def _progress(verbose: bool, epochs: int) -> Iterator[Callable[[int, float, float, float], None]]:
-    """A callback ``(epoch, loss, valid_auc, valid_loss)`` that shows a rich progress bar when verbose."""
-    if not verbose:
-        yield lambda *_: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("ktm"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn()) as progress:
-        task = progress.add_task("fit", total=epochs, info="")
-
-        def advance(epoch: int, loss: float, valid_auc: float, valid_loss: float) -> None:
-            info = f"loss {loss:.4f}"
-            if np.isfinite(valid_loss):
-                info += f"  valid AUC {valid_auc:.4f}  valid log-loss {valid_loss:.4f}"
-            progress.update(task, completed=epoch, info=info)
-
-        yield advance
