@@ -195,11 +195,11 @@ def test_smoothing_pulls_small_concepts_towards_the_population(simulated: pa.Tab
         np.testing.assert_allclose(recovered(shrunk)[concept], recovered(plain)[concept], atol=0.01)
 
 
-def test_bounds_are_kept_and_can_be_lifted() -> None:
+def test_bounds_can_be_set_and_are_off_by_default() -> None:
     table = simulate({"odd": (0.5, 0.1, 0.8, 0.4, 0.0)}, 400, 10, seed=8)  # guess > 1 - slip
-    bounded = recovered(BKT(restarts=3, smoothing=0).fit(table))["odd"]
+    bounded = recovered(BKT(restarts=3, smoothing=0, max_guess=0.5, max_slip=0.5).fit(table))["odd"]
     assert bounded[2] < 0.5 and bounded[3] < 0.5
-    lifted = recovered(BKT(restarts=3, smoothing=0, max_guess=1.0, max_slip=1.0).fit(table))["odd"]
+    lifted = recovered(BKT(restarts=3, smoothing=0).fit(table))["odd"]  # as pyBKT: guess and slip in (0, 1)
     assert lifted[2] > 0.6
 
 

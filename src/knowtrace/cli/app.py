@@ -8,8 +8,11 @@ import typer
 from typer.exceptions import TyperException
 
 from knowtrace import __version__
-from knowtrace.cli import batch, cat, evaluate, importing, irt, lake_commands, modelling
+from knowtrace.cli import batch, cat, evaluate, importing, irt, lake_commands, modelling, serve
+from knowtrace.cli import keys as keys_commands
 from knowtrace.cli.common import err_console
+from knowtrace.cli.models_registry import registry_app
+from knowtrace.cli.pipeline import pipeline_app
 from knowtrace.exceptions import KnowtraceError
 
 app = typer.Typer(
@@ -25,11 +28,17 @@ app.add_typer(cat.app, name="cat")
 app.add_typer(irt.app, name="irt")
 app.add_typer(batch.source_app, name="source")
 app.add_typer(batch.extract_app, name="extract")
+app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(registry_app, name="registry")
+app.add_typer(keys_commands.app, name="keys")
 app.command("sql")(lake_commands.sql)
 app.command("quickstart")(modelling.quickstart)
 app.command("simulate")(modelling.simulate)
 app.command("eval")(evaluate.eval_models)
 app.command("models")(modelling.list_models)
+app.command("serve")(serve.serve)
+app.command("worker")(serve.worker)
+app.command("simulate-tablets")(serve.simulate_tablets)
 
 
 def _version(value: bool) -> None:

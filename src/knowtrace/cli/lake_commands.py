@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, open_lake, print_json, print_rows
+from knowtrace.exceptions import InputError
+from knowtrace.lake import Lake, get_engine
 
 app = typer.Typer(help="Inspect and maintain the lake.", no_args_is_help=True)
 
@@ -49,8 +51,21 @@ def status(lake: LakeOption = None, as_json: JsonOption = False) -> None:
         print_rows(loads, title="loads")
 
 
+#: the engines ``lake rebuild --engine`` offers (Spark needs the ``spark`` extra)
+_ENGINES = ("duckdb", "spark")
+
+
 @app.command("rebuild")
-def rebuild(lake: LakeOption = None) -> None:
+def rebuild(
+    lake: LakeOption = None,
+    engine: Annotated[str, typer.Option("--engine", help="What runs the transforms: duckdb (embedded) or spark "
+                                                         "(PySpark at $KNOWTRACE_SPARK_MASTER, default local[*]).")]
+    = "duckdb",
+) -> None:
     """Recompute silver and gold from every committed load."""
-    counts = open_lake(lake).rebuild(on_step=lambda step, n: console.print(f"  {step.layer}.{step.table}: {n:,} rows"))
-    console.print(f"[green]rebuilt[/] {len(counts)} tables")
+    if engine not in _ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of: {', '.join(_ENGINES)}", field="engine")
+    store = open_lake(lake) if engine == "duckdb" else Lake(lake, engine=get_engine(engine))
+    counts = store.rebuild(on_step=lambda step, n: console.print(f"  {step.layer}.{step.table}: {n:,} rows"))
+    console.print(f"[green]rebuilt[/] {len(counts)} tables with {engine}")
+

@@ -67,6 +67,8 @@ class Importer(ABC):
 
     format: ClassVar[str]
     description: ClassVar[str] = ""
+    #: False for importers the lake uses internally (not offered by ``knowtrace import``)
+    importable: ClassVar[bool] = True
 
     def __init__(self, *, tenant: str = "default") -> None:
         self.tenant = tenant
@@ -75,7 +77,7 @@ class Importer(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__dict__.get("format")
-        if name:
+        if name and cls.__dict__.get("importable", True):
             IMPORTERS[name] = cls
 
     @abstractmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -10,11 +11,14 @@ from typing import ClassVar
 import duckdb
 import pyarrow as pa
 
+from knowtrace.exceptions import MissingExtraError
 from knowtrace.lake.transforms import TransformStep
 
 __all__ = ["ENGINES", "DuckDBEngine", "Engine", "get_engine"]
 
 ENGINES: dict[str, type[Engine]] = {}
+#: engines whose libraries are optional: name -> (module that registers it, its libraries, the extra with them)
+_OPTIONAL_ENGINES = {"spark": ("knowtrace.lake.spark_engine", ("pyspark", "sqlglot"), "spark")}
 
 #: a source table is a list of Parquet files, or an in-memory Arrow table (e.g. an empty schema)
 Source = Sequence[Path] | pa.Table
@@ -105,9 +109,19 @@ def _quote(path: Path) -> str:
 
 
 def get_engine(name: str = "duckdb", **options: object) -> Engine:
-    """The engine registered under ``name``, constructed with ``options``."""
+    """The engine registered under ``name``, constructed with ``options`` (optional engines imported on demand)."""
+    if name not in ENGINES and name in _OPTIONAL_ENGINES:
+        module, libraries, extra = _OPTIONAL_ENGINES[name]
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").partition(".")[0]
+            if missing in libraries:
+                raise MissingExtraError(missing, extra) from None
+            raise
     try:
         cls = ENGINES[name]
     except KeyError:
-        raise ValueError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}") from None
+        known = ", ".join(sorted({*ENGINES, *_OPTIONAL_ENGINES}))
+        raise ValueError(f"unknown engine {name!r}; known: {known}") from None
     return cls(**options)  # type: ignore[arg-type]

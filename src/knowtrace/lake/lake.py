@@ -135,8 +135,20 @@ class Lake:
         for build in self.layout.builds.iterdir():
             if current is None or build.name != current.get("build_id"):
                 shutil.rmtree(build, ignore_errors=True)
-        if committed and (current is None or set(current.get("loads", [])) != committed):
+        if self._lagging(committed, current, include_deferred=False):
             self._rebuild(committed)
+
+    def _lagging(self, committed: set[str], current: dict[str, Any] | None, *, include_deferred: bool) -> bool:
+        """Whether committed loads are missing from the current build (deferred ones only if asked)."""
+        if not committed:
+            return False
+        built = set(current.get("loads", [])) if current is not None else set()
+        if built == committed:
+            return False
+        if include_deferred:
+            return True
+        deferred = {m.load_id for m in self.manifests() if m.deferred_build}
+        return bool((committed - built) - deferred) or bool(built - committed)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -237,6 +249,7 @@ class Lake:
         *,
         force: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        build: bool = True,
     ) -> LoadReport:
         """Load ``path`` with ``importer``: all of it or nothing, and nothing twice.
 
@@ -245,6 +258,10 @@ class Lake:
         Records that fail go to ``quarantine`` with file, line, field and reason. The manifest
         records ``importer.options()`` as read after ``read`` has finished, so an importer can
         commit state atomically with its load (the batch extractor's watermark).
+
+        ``build=False`` commits the load to bronze without rebuilding silver and gold (the stream
+        worker's micro-batches); ``refresh`` or the next load with ``build=True`` includes it.
+        ``added``/``duplicates`` are then left at 0: they are known only after a build.
         """
         source = Path(path) if path is not None else None
         if source is not None and not source.exists():
@@ -273,11 +290,14 @@ class Lake:
                     options=importer.options(), started_at=started, committed_at=datetime.now(timezone.utc),
                     rows_read=report.rows_read, events=report.events, rejected=report.rejected,
                     items=report.items, concepts=report.concepts, knowtrace_version=__version__,
+                    deferred_build=not build,
                 )
                 write_json_atomic(self.layout.loads / f"{load_id}.json", manifest.model_dump(mode="json"))
             except BaseException:
                 self._discard(load_id)
                 raise
+            if not build:
+                return report
             self._rebuild({m.load_id for m in self.manifests()})
             report.added = self._silver_count() - before
             report.duplicates = report.events - report.added
@@ -365,6 +385,21 @@ class Lake:
     def _silver_count(self) -> int:
         build = self.current_build()
         return int(build["rows"]["interactions"]) if build else 0
+
+    def refresh(self, *, on_step: Callable[[TransformStep, int], None] | None = None) -> dict[str, int] | None:
+        """Rebuild silver and gold if committed loads (deferred ones included) are missing from them;
+        returns the row counts of the new build, or None when it was current."""
+        with self._writer_lock():
+            committed = {m.load_id for m in self.manifests()}
+            if not self._lagging(committed, self.current_build(), include_deferred=True):
+                return None
+            return self._rebuild(committed, on_step=on_step)
+
+    def pending_loads(self) -> list[str]:
+        """Committed loads that silver and gold do not include yet (deferred builds)."""
+        current = self.current_build()
+        built = set(current.get("loads", [])) if current is not None else set()
+        return [m.load_id for m in self.manifests() if m.load_id not in built]
 
     def rebuild(self, *, on_step: Callable[[TransformStep, int], None] | None = None) -> dict[str, int]:
         """Recompute silver and gold from every committed bronze load."""

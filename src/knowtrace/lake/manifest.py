@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from knowtrace.exceptions import LakeError
 
-__all__ = ["LoadManifest", "fingerprint_input", "new_load_id", "read_manifests", "write_json_atomic"]
+__all__ = ["LoadManifest", "fingerprint_input", "fsync_dir", "new_load_id", "read_manifests", "write_json_atomic"]
 
 
 class LoadManifest(BaseModel):
@@ -35,6 +35,8 @@ class LoadManifest(BaseModel):
     items: int
     concepts: int
     knowtrace_version: str
+    #: committed without rebuilding silver/gold (stream micro-batches); the next build includes it
+    deferred_build: bool = False
 
 
 def new_load_id(now: datetime | None = None) -> str:
@@ -64,10 +66,11 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -1,4 +1,4 @@
-"""Settings of the lake's embedded engine, read from ``KNOWTRACE_*`` environment variables."""
+"""Settings of the lake's engines, read from ``KNOWTRACE_*`` environment variables."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ __all__ = ["LakeSettings"]
 
 class LakeSettings(BaseSettings):
     """``KNOWTRACE_DUCKDB_MEMORY_LIMIT`` caps DuckDB's memory (it spills to ``<lake>/_tmp`` beyond it);
-    ``KNOWTRACE_DUCKDB_THREADS`` caps its threads (default: all cores)."""
+    ``KNOWTRACE_DUCKDB_THREADS`` caps its threads (default: all cores); ``KNOWTRACE_SPARK_MASTER`` is the
+    master URL the Spark engine connects to (default ``local[*]``: in this process, on every core)."""
 
     model_config = SettingsConfigDict(env_prefix="KNOWTRACE_", extra="ignore")
 
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int | None = None
+    spark_master: str = "local[*]"

@@ -246,12 +246,12 @@ class OnlineModel(KnowledgeModel):
     later rows of the same learner and the fitted model is left unchanged.
     """
 
-    def learn_one(self, event: InteractionEvent | Mapping[str, Any]) -> Self:
-        """Update the learner (and the item) from one answer."""
+    def learn_one(self, event: InteractionEvent | Mapping[str, Any], *, update_shared: bool = True) -> Self:
+        """Update the learner (and, with ``update_shared``, the item and concept parameters) from one answer."""
         self._check_fitted()
         learner_id, item_id, concept_ids, correct = _event_fields(event)
         concept_ids = concept_ids or self._item_concepts(item_id)
-        self._learn(learner_id, item_id, concept_ids, correct, update_shared=True)
+        self._learn(learner_id, item_id, concept_ids, correct, update_shared=update_shared)
         return self
 
     def predict_one(self, learner_id: str, item_id: str, concept_ids: Sequence[str] = ()) -> float:
@@ -263,6 +263,20 @@ class OnlineModel(KnowledgeModel):
     def _item_concepts(self, item_id: str) -> tuple[str, ...]:
         """The concepts the model knows for an item (used when an answer names none)."""
         return ()
+
+    # per-learner state -----------------------------------------------------------------------
+
+    def get_learner_state(self, learner_id: str) -> dict[str, np.ndarray]:
+        """What the model keeps of one learner, as named arrays (the start state for a learner never seen)."""
+        raise ModelError(f"{self.name} keeps no exportable learner state")
+
+    def set_learner_state(self, learner_id: str, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the learner's state by one ``get_learner_state`` exported (InputError names a bad field)."""
+        raise ModelError(f"{self.name} keeps no exportable learner state")
+
+    def drop_learner(self, learner_id: str) -> None:
+        """Forget the learner (it then has the start state again); nothing happens for one never seen."""
+        raise ModelError(f"{self.name} keeps no exportable learner state")
 
     @abstractmethod
     def _predict_one(self, learner_id: str, item_id: str, concept_ids: tuple[str, ...]) -> float:
@@ -313,6 +327,36 @@ def _event_fields(event: InteractionEvent | Mapping[str, Any]) -> tuple[str, str
     concepts = event.get("concept_ids") or ()
     concepts = (concepts,) if isinstance(concepts, str) else tuple(str(c) for c in concepts)
     return learner_id, item_id, concepts, int(correct)
+
+
+def learner_field(state: Mapping[str, Any], name: str, kinds: str, ndim: int, *,
+                  size: int | None = None) -> np.ndarray:
+    """``state[name]`` checked to be an array of dtype kind in ``kinds`` ("f" floats: finite; "i"
+    integers: also unsigned) with ``ndim`` dimensions (and ``size`` rows); InputError names the field."""
+    if name not in state:
+        raise InputError(f"the learner state has no {name!r}", field=name)
+    value = np.asarray(state[name])
+    allowed = kinds + ("u" if "i" in kinds else "")
+    if value.dtype.kind not in allowed or value.ndim != ndim or (size is not None and len(value) != size):
+        kind = {"f": "float", "i": "integer", "U": "string"}
+        want = " or ".join(kind.get(k, k) for k in kinds)
+        rows = f" of length {size}" if size is not None else ""
+        raise InputError(f"{name} must be a {ndim}-d {want} array{rows}, got dtype {value.dtype} shape {value.shape}",
+                         field=name)
+    if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        raise InputError(f"{name} must be finite", field=name)
+    return value
+
+
+def check_learner_fields(state: Mapping[str, Any], expected: Sequence[str], model: str) -> None:
+    """Refuse a learner state with other fields than ``expected`` (e.g. one from another model)."""
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise InputError(f"a {model} learner state has no field {extra[0]!r}; expected {', '.join(expected)}",
+                         field=extra[0])
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise InputError(f"a {model} learner state needs {', '.join(missing)}", field=missing[0])
 
 
 def _json_default(value: Any) -> Any:

@@ -20,10 +20,11 @@ log-likelihood. A concept's EM stops when an E-step raises its log-likelihood by
 per answer, or after ``max_iter`` E-steps. Restart 0 starts from ``prior=0.4, learn=0.1,
 guess=0.2, slip=0.1, forget=0.05``, the others from ``prior ~ U(0, 1)``, ``learn ~ U(0, 0.4)``,
 ``guess ~ U(0, 0.4)``, ``slip ~ U(0, 0.3)`` and ``forget ~ U(0, 0.2)`` (numpy PCG64 seeded by
-``seed``). ``guess`` is kept below ``max_guess`` and ``slip`` below ``max_slip``; with the
-defaults (0.5 each, any pair with ``max_guess + max_slip <= 1``) a known concept always makes a
-correct answer likelier, so the latent state keeps its meaning (identifiability); 1 and 1 lift the
-bounds, as pyBKT fits. Every parameter stays within [1e-6, 1 - 1e-6].
+``seed``). ``guess`` is kept below ``max_guess`` and ``slip`` below ``max_slip``. The defaults (1
+and 1) leave them free, as pyBKT fits, which predicts best on the DKVMN splits (docs/models.md);
+0.5 each (any pair with ``max_guess + max_slip <= 1``) makes a known concept always make a correct
+answer likelier, so the latent state keeps its meaning (identifiability) where mastery is read as
+"knows it". Every parameter stays within [1e-6, 1 - 1e-6].
 
 Concepts with fewer than ``min_answers`` training answers, and concepts never seen in training,
 use the *fallback* parameters: the per-parameter median over the concepts that have enough
@@ -50,7 +51,7 @@ from typing import Any, Literal
 import numpy as np
 
 from knowtrace.exceptions import InputError
-from knowtrace.models.base import Mastery, OnlineModel
+from knowtrace.models.base import Mastery, OnlineModel, check_learner_fields, learner_field
 from knowtrace.models.bkt_em import (
     FORGET,
     GUESS,
@@ -81,7 +82,7 @@ class BKT(OnlineModel):
     description = "Bayesian Knowledge Tracing: a two-state HMM per concept, fitted by EM with restarts"
 
     def __init__(self, *, forgets: bool = False, restarts: int = 5, max_iter: int = 100, tol: float = 1e-6,
-                 seed: int = 0, max_guess: float = 0.5, max_slip: float = 0.5, min_answers: int = 10,
+                 seed: int = 0, max_guess: float = 1.0, max_slip: float = 1.0, min_answers: int = 10,
                  smoothing: float = 10.0, combine: Combine = "mean") -> None:
         self.forgets = forgets
         self.restarts = restarts
@@ -302,6 +303,35 @@ class BKT(OnlineModel):
             p = learned * (1.0 - slip) + (1.0 - learned) * guess
             out[concept] = (p, abs(1.0 - slip - guess) * float(np.sqrt(learned * (1.0 - learned))))
         return out
+
+    def get_learner_state(self, learner_id: str) -> dict[str, np.ndarray]:
+        """P(L) of every unit the learner has answered on: ``unit_kinds`` (0 concept, 1 item),
+        ``unit_ids`` and ``learned``; empty for a learner never seen (every unit at its prior)."""
+        self._check_fitted()
+        units = self.learner_state_.get(learner_id, {})
+        return {"unit_kinds": np.array([k for k, _ in units], dtype=np.int8),
+                "unit_ids": np.array([i for _, i in units], dtype=str),
+                "learned": np.array(list(units.values()), dtype=np.float64)}
+
+    def set_learner_state(self, learner_id: str, state: Mapping[str, np.ndarray]) -> None:
+        self._check_fitted()
+        check_learner_fields(state, ("unit_kinds", "unit_ids", "learned"), self.name)
+        kinds = learner_field(state, "unit_kinds", "i", 1)
+        ids = learner_field(state, "unit_ids", "U", 1, size=len(kinds))
+        learned = learner_field(state, "learned", "f", 1, size=len(kinds))
+        kind_list, learned_list = kinds.tolist(), learned.tolist()  # a few units: lists beat numpy here
+        if any(k != CONCEPT and k != ITEM for k in kind_list):
+            raise InputError(f"unit_kinds must be {CONCEPT} (concept) or {ITEM} (item)", field="unit_kinds")
+        if any(not 0.0 <= p <= 1.0 for p in learned_list):
+            raise InputError("learned must be probabilities in [0, 1]", field="learned")
+        units = {(k, i): p for k, i, p in zip(kind_list, ids.tolist(), learned_list)}
+        if len(units) != len(kinds):
+            raise InputError("unit_kinds and unit_ids repeat a unit", field="unit_ids")
+        self.learner_state_[learner_id] = units
+
+    def drop_learner(self, learner_id: str) -> None:
+        self._check_fitted()
+        self.learner_state_.pop(learner_id, None)
 
     def concept_parameters(self) -> dict[str, dict[str, float]]:
         """concept_id -> its fitted {prior, learn, guess, slip, forget} (the fallback where it had too few answers)."""

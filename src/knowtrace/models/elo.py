@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from knowtrace.exceptions import InputError
-from knowtrace.models.base import Mastery, OnlineModel
+from knowtrace.models.base import Mastery, OnlineModel, check_learner_fields, learner_field
 from knowtrace.models.data import Interactions, pack_lists, unpack_lists
 
 __all__ = ["Elo"]
@@ -62,6 +62,7 @@ class Elo(OnlineModel):
         self.item_difficulty_ = dict(zip(item_ids, d))
         self.item_answers_ = dict(zip(item_ids, n_item))
         self.item_concepts_ = data.item_concepts()
+        self._concept_difficulty = None
 
     def _predict_one(self, learner_id: str, item_id: str, concept_ids: tuple[str, ...]) -> float:
         return _sigmoid(self.learner_skill_.get(learner_id, 0.0) - self.item_difficulty_.get(item_id, 0.0))
@@ -74,12 +75,16 @@ class Elo(OnlineModel):
         n = self.learner_answers_.get(learner_id, 0)
         self.learner_skill_[learner_id] = theta + self.k_a / (1.0 + self.k_b * n) * error
         self.learner_answers_[learner_id] = n + 1
+        # the item's concepts are catalog facts, not learned parameters: recorded even when frozen,
+        # so a model deployed before an item existed still reports mastery of its concepts
+        if concept_ids and item_id not in self.item_concepts_:
+            self.item_concepts_[item_id] = tuple(concept_ids)
+            self._concept_difficulty = None
         if update_shared:
             n = self.item_answers_.get(item_id, 0)
             self.item_difficulty_[item_id] = d - self.k_a / (1.0 + self.k_b * n) * error
             self.item_answers_[item_id] = n + 1
-            if concept_ids and item_id not in self.item_concepts_:
-                self.item_concepts_[item_id] = tuple(concept_ids)
+            self._concept_difficulty = None
 
     def _item_concepts(self, item_id: str) -> tuple[str, ...]:
         return self.item_concepts_.get(item_id, ())
@@ -87,6 +92,13 @@ class Elo(OnlineModel):
     def concept_difficulty(self) -> dict[str, float]:
         """concept_id -> mean difficulty of the items that assess it."""
         self._check_fitted()
+        # cached: ``mastery`` needs it for every learner, and only fit or shared updates change it
+        cached = getattr(self, "_concept_difficulty", None)
+        if cached is None:
+            cached = self._concept_difficulty = self._mean_difficulty()
+        return dict(cached)
+
+    def _mean_difficulty(self) -> dict[str, float]:
         total: dict[str, float] = {}
         count: dict[str, int] = {}
         for item_id, concepts in self.item_concepts_.items():
@@ -100,6 +112,27 @@ class Elo(OnlineModel):
         self._check_fitted()
         theta = self.learner_skill_.get(learner_id, 0.0)
         return {c: (_sigmoid(theta - d), None) for c, d in self.concept_difficulty().items()}
+
+    def get_learner_state(self, learner_id: str) -> dict[str, np.ndarray]:
+        """``skill`` (theta) and ``answers`` (answers so far, which set K), each of shape (1,)."""
+        self._check_fitted()
+        return {"skill": np.array([self.learner_skill_.get(learner_id, 0.0)], dtype=np.float64),
+                "answers": np.array([self.learner_answers_.get(learner_id, 0)], dtype=np.int64)}
+
+    def set_learner_state(self, learner_id: str, state: Mapping[str, np.ndarray]) -> None:
+        self._check_fitted()
+        check_learner_fields(state, ("skill", "answers"), self.name)
+        skill = learner_field(state, "skill", "f", 1, size=1)
+        answers = learner_field(state, "answers", "i", 1, size=1)
+        if answers[0] < 0:
+            raise InputError(f"answers must be >= 0, got {int(answers[0])}", field="answers")
+        self.learner_skill_[learner_id] = float(skill[0])
+        self.learner_answers_[learner_id] = int(answers[0])
+
+    def drop_learner(self, learner_id: str) -> None:
+        self._check_fitted()
+        self.learner_skill_.pop(learner_id, None)
+        self.learner_answers_.pop(learner_id, None)
 
     def _get_state(self) -> dict[str, np.ndarray]:
         concept_items, concept_ptr, concept_ids = pack_lists(self.item_concepts_)
@@ -123,4 +156,5 @@ class Elo(OnlineModel):
         self.item_difficulty_ = dict(zip(items, state["item_difficulty"].tolist()))
         self.item_answers_ = dict(zip(items, state["item_answers"].tolist()))
         self.item_concepts_ = unpack_lists(state["concept_item_ids"], state["concept_ptr"], state["concept_ids"])
+        self._concept_difficulty = None
 

@@ -26,7 +26,7 @@ from scipy.special import expit
 
 from knowtrace.exceptions import InputError
 from knowtrace.models._blas import blas_threads
-from knowtrace.models.base import Mastery, OnlineModel
+from knowtrace.models.base import Mastery, OnlineModel, check_learner_fields, learner_field
 from knowtrace.models.data import Interactions, lookup, pack_lists, unpack_lists
 
 __all__ = ["AFM", "PFA"]
@@ -215,6 +215,40 @@ class _FactorModel(OnlineModel):
     def mastery(self, learner_id: str) -> Mastery:
         self._check_fitted()
         return {c: (float(expit(self._logit(learner_id, (c,)))), None) for c in self.concept_ids_.tolist()}
+
+    # per-learner state -----------------------------------------------------------------------
+
+    def _learner_fields(self) -> tuple[str, ...]:
+        return ("concept_ids", "counts", "ability") if self.learner_ability else ("concept_ids", "counts")
+
+    def get_learner_state(self, learner_id: str) -> dict[str, np.ndarray]:
+        """The learner's (successes, failures) per concept answered: ``concept_ids`` and ``counts``
+        (m, 2); AFM adds ``ability`` (1,). A learner never seen has no counts (and ability 0)."""
+        self._check_fitted()
+        counts = self.learner_counts_.get(learner_id, {})
+        out = {"concept_ids": np.array(list(counts), dtype=str),
+               "counts": np.array(list(counts.values()), dtype=np.int64).reshape(-1, 2)}
+        if self.learner_ability:
+            out["ability"] = np.array([self.learner_ability_.get(learner_id, 0.0)], dtype=np.float64)
+        return out
+
+    def set_learner_state(self, learner_id: str, state: Mapping[str, np.ndarray]) -> None:
+        self._check_fitted()
+        check_learner_fields(state, self._learner_fields(), self.name)
+        concepts = learner_field(state, "concept_ids", "U", 1)
+        counts = learner_field(state, "counts", "i", 2, size=len(concepts))
+        if counts.shape[1] != 2 or (counts < 0).any():
+            raise InputError("counts must be (successes, failures) pairs >= 0, one per concept", field="counts")
+        if len(set(concepts.tolist())) != len(concepts):
+            raise InputError("concept_ids repeat a concept", field="concept_ids")
+        if self.learner_ability:
+            self.learner_ability_[learner_id] = float(learner_field(state, "ability", "f", 1, size=1)[0])
+        self.learner_counts_[learner_id] = {c: (s, f) for c, (s, f) in zip(concepts.tolist(), counts.tolist())}
+
+    def drop_learner(self, learner_id: str) -> None:
+        self._check_fitted()
+        self.learner_counts_.pop(learner_id, None)
+        self.learner_ability_.pop(learner_id, None)
 
     # state -----------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ answered AS (
 SELECT
     coalesce(c.tenant, s.tenant) AS tenant,
     coalesce(c.item_id, s.item_id) AS item_id,
-    CASE WHEN c.concept_ids IS NULL OR len(c.concept_ids) = 0 THEN coalesce(s.concept_ids, [])
+    CASE WHEN c.concept_ids IS NULL OR array_length(c.concept_ids) = 0 THEN coalesce(s.concept_ids, [])
          ELSE c.concept_ids END AS concept_ids,
     c.name, c.a, c.b, c.c, c.metadata
 FROM catalog AS c

@@ -305,6 +305,10 @@ class SequenceModel(OnlineModel):
         store.put(learner_id, count, Encoded(tokens.astype(np.int64), item.astype(np.int64),
                                              correct.astype(np.int64)))
 
+    def drop_learner(self, learner_id: str) -> None:
+        self._check_fitted()
+        self.learners_.drop(learner_id)
+
     # predicting ------------------------------------------------------------------------------
 
     def _predict(self, data: Interactions) -> np.ndarray:

@@ -28,6 +28,7 @@ class RecurrentStates:
     def __init__(self, n_parts: int, hidden: int) -> None:
         self.n_parts, self.hidden = n_parts, hidden
         self.index: dict[str, int] = {}
+        self.ids: list[str] = []  # row -> learner id
         self.counts = np.zeros(0, dtype=np.int64)
         self.states = np.zeros((0, 2, n_parts, hidden), dtype=np.float32)
 
@@ -60,8 +61,21 @@ class RecurrentStates:
                 self.counts = np.concatenate([self.counts, np.zeros(grow, dtype=np.int64)])
                 self.states = np.concatenate([self.states, np.zeros((grow, *self.states.shape[1:]), np.float32)])
             self.index[learner_id] = row
+            self.ids.append(learner_id)
         self.counts[row] = count
         self.states[row] = states
+
+    def drop(self, learner_id: str) -> None:
+        """Forget a learner (its row is reused: the last row moves into it)."""
+        row = self.index.pop(learner_id, None)
+        if row is None:
+            return
+        moved = self.ids.pop()
+        last = len(self.ids)
+        if row != last:
+            self.index[moved], self.ids[row] = row, moved
+            self.counts[row], self.states[row] = self.counts[last], self.states[last]
+        self.counts[last] = 0
 
     def put_many(self, learner_ids: Sequence[str], counts: np.ndarray, states: np.ndarray) -> None:
         """Set many learners at once (learners new to the store)."""
@@ -77,7 +91,7 @@ class RecurrentStates:
     def to_state(self) -> dict[str, np.ndarray]:
         """All learners as named arrays."""
         n = len(self.index)
-        return {"learner_ids": np.array(list(self.index), dtype=str), "learner_counts": self.counts[:n].copy(),
+        return {"learner_ids": np.array(self.ids, dtype=str), "learner_counts": self.counts[:n].copy(),
                 "learner_states": self.states[:n].copy()}
 
     @classmethod
@@ -91,6 +105,7 @@ class RecurrentStates:
             raise ValueError(f"learner states of shape {states.shape} do not fit {len(ids)} learners, "
                              f"{n_parts} state part(s) of size {hidden}")
         store.index = {x: j for j, x in enumerate(ids)}
+        store.ids = list(ids)
         store.counts, store.states = counts.copy(), states.copy()
         return store
 
@@ -121,6 +136,11 @@ class CachedAnswers:
         keep = answers.take(np.arange(max(answers.n - self.window, 0), answers.n))
         keep = Encoded(trim_tokens(keep.tokens), keep.item, keep.correct)
         self.counts[learner_id], self.answers[learner_id] = int(count), keep
+
+    def drop(self, learner_id: str) -> None:
+        """Forget a learner."""
+        self.counts.pop(learner_id, None)
+        self.answers.pop(learner_id, None)
 
     def append(self, learner_id: str, answer: Encoded) -> None:
         """Add one answer to the learner's cache."""
