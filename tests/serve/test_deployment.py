@@ -12,7 +12,7 @@ from knowtrace.lake import Lake
 from knowtrace.models import Elo
 from knowtrace.registry import ModelRegistry
 from knowtrace.serve.app import create_app
-from knowtrace.serve.deployment import DeployedModels, DeploymentError
+from knowtrace.registry.deployment import DeployedModels, DeploymentError
 from knowtrace.serve.settings import ServeSettings
 
 TENANT = "acme"

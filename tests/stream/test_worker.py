@@ -130,3 +130,18 @@ def test_kill_9_of_the_worker_loses_and_duplicates_nothing(tmp_path: Path) -> No
     store = open_state(state_url)
     total = sum(s.n_answers for s in store.get_many("default", "elo", [f"l{i}" for i in range(40)]).values())
     assert total == appended
+
+
+def test_worker_on_redis_log_and_state(tmp_path: Path, redis_url: str) -> None:
+    lake = Lake(tmp_path / "lake")
+    state_url = redis_url.rsplit("/", 1)[0] + "/1"
+    event_log, store = open_log(redis_url), open_state(state_url)
+    result = event_log.append([*_events(30, learners=3),
+                               LogRecord("rejection", "default", {"index": 0, "reason": "bad", "field": None,
+                                                                  "raw": "[]"})])
+    stats = StreamWorker(lake, event_log, store, registry_models(lake)).drain()
+    assert stats.drained and stats.lake_entries == 31 and stats.state_updates == 30
+    assert lake.query("SELECT count(*) AS n FROM interactions").to_pylist() == [{"n": 30}]
+    assert lake.query("SELECT line FROM quarantine").to_pylist() == [{"line": result.offsets[-1]}]
+    assert sum(s.n_answers for s in store.get_many("default", "elo", ["l0", "l1", "l2"]).values()) == 30
+    assert (event_log.lag("lake"), event_log.lag("state")) == (0, 0)

@@ -36,6 +36,7 @@ import pyarrow as pa
 from knowtrace.batch.dialect import dialect_for
 from knowtrace.batch.extract import ExtractReport, SourceExtractor
 from knowtrace.batch.watermarks import EXTRACT_FORMAT
+from knowtrace.constants import ENGINE_NAMES, PIPELINE_MODELS
 from knowtrace.evaluation.metrics import score_all
 from knowtrace.evaluation.split import learner_split
 from knowtrace.events.concept_graph import ConceptGraph
@@ -65,8 +66,7 @@ __all__ = [
     "unchanged_models",
 ]
 
-DEFAULT_MODELS = ("elo", "bkt", "irt")
-ENGINE_NAMES = ("duckdb", "spark")
+DEFAULT_MODELS = PIPELINE_MODELS
 
 
 class PipelineStep(NamedTuple):
@@ -272,10 +272,12 @@ def transform(
         why = f"the current build was made by {build.get('engine')}"
     else:
         why = "the current build did not cover every load"
-    rows = lake.rebuild(on_step=None if on_step is None
+    rows = lake.rebuild(full=full, on_step=None if on_step is None
                         else (lambda step, n: on_step(f"{step.layer}.{step.table}", n)))
     build = lake.current_build() or {}
-    return TransformResult(engine=engine_obj.name, rebuilt=True, reason=f"rebuilt from {len(committed)} loads ({why})",
+    kind = build.get("kind", "full")
+    return TransformResult(engine=engine_obj.name, rebuilt=True,
+                           reason=f"{kind} build from {len(committed)} loads ({why})",
                            rows=dict(rows), build_id=build.get("build_id"), seconds=time.perf_counter() - started)
 
 

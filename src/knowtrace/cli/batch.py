@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from knowtrace.batch import ExtractReport, SourceExtractor, dialect_for, init_source
 from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, open_lake, print_json
+
+if TYPE_CHECKING:  # the batch path (the lake, the database drivers) is imported when a command runs: a fast --help
+    from knowtrace.batch import ExtractReport
 
 __all__ = ["extract_app", "source_app"]
 
@@ -53,6 +55,8 @@ def source_init(
     """Create the reference schema (learners, classes, items, concepts, attempts...) and fill it."""
     if (from_lake is None) == (simulate is None):
         raise typer.BadParameter("give exactly one of --from-lake DIR or --simulate N", param_hint="--from-lake")
+    from knowtrace.batch import init_source
+
     report = init_source(dsn, from_lake=from_lake, simulate=simulate, tenant=tenant, seed=seed, replace=replace)
     if as_json:
         print_json(report.to_dict())
@@ -66,6 +70,8 @@ def source_init(
 
 def _run_extract(dialect: str, dsn: str, lake_dir: Path | None, tenant: str, batch_rows: int,
                  source_name: str | None, lag: float, future_tolerance: float, full: bool, as_json: bool) -> None:
+    from knowtrace.batch import SourceExtractor, dialect_for
+
     lake = open_lake(lake_dir)
     extractor = SourceExtractor(dialect_for(dsn, dialect), lake, tenant=tenant, source_name=source_name,
                                 batch_rows=batch_rows, lag_s=lag, future_tolerance_s=future_tolerance, full=full)

@@ -7,27 +7,18 @@ import math
 import platform
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from knowtrace.cat import (
-    CatConfig,
-    ContentBalance,
-    EstimatorConfig,
-    ItemBank,
-    SelectorConfig,
-    calibrate_sympson_hetter,
-    parse_exposure,
-    parse_stop,
-    selector_name,
-    simulate,
-    simulees,
-)
 from knowtrace.cli.common import JsonOption, console, err_console, print_json, print_rows
 from knowtrace.exceptions import InputError, UnreadableFileError
+
+if TYPE_CHECKING:  # the CAT engine (numpy, scipy) is imported when a command runs: a fast --help
+    import numpy as np
+
+    from knowtrace.cat import ContentBalance
 
 app = typer.Typer(help="Adaptive diagnosis (CAT): simulate adaptive tests and generate item banks.",
                   no_args_is_help=True)
@@ -44,6 +35,8 @@ def _fences(text: str) -> tuple[float, float]:
 def _content(text: str | None, by: str) -> ContentBalance | None:
     if not text:
         return None
+    from knowtrace.cat import ContentBalance
+
     targets: dict[str, float] = {}
     for part in text.split(","):
         name, sep, share = part.rpartition("=")
@@ -62,6 +55,8 @@ def _content(text: str | None, by: str) -> ContentBalance | None:
 
 def read_thetas(path: Path) -> np.ndarray:
     """True abilities from a CSV: the ``theta`` column (or the only column), header optional."""
+    import numpy as np
+
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
@@ -148,6 +143,19 @@ def simulate_command(
         raise InputError(f"--stop-mode must be any or all, got {stop_mode!r}", field="stop_mode")
     if content_by not in ("area", "concept"):
         raise InputError(f"--content-by must be area or concept, got {content_by!r}", field="content_by")
+    from knowtrace.cat import (
+        CatConfig,
+        EstimatorConfig,
+        ItemBank,
+        SelectorConfig,
+        calibrate_sympson_hetter,
+        parse_exposure,
+        parse_stop,
+        selector_name,
+        simulate,
+        simulees,
+    )
+
     if bank is not None:
         item_bank = ItemBank.from_csv(bank)
         bank_text = f"{bank} ({len(item_bank)} items, {item_bank.model})"
@@ -250,6 +258,8 @@ def generate_bank_command(
     as_json: JsonOption = False,
 ) -> None:
     """Write a simulated item bank CSV (b ~ N(0,1), a and c as chosen)."""
+    from knowtrace.cat import ItemBank
+
     bank = ItemBank.generate(size, model=model.lower(), a_dist=a_dist.lower(), seed=seed,  # type: ignore[arg-type]
                              concepts=concepts, content_areas=areas)
     bank.to_csv(out)

@@ -7,14 +7,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from knowtrace.lake import LAKE_ENV, Lake
+from knowtrace.constants import LAKE_ENV
+
+if TYPE_CHECKING:  # the lake (duckdb, pyarrow) is imported when a command opens it: a fast --help
+    from knowtrace.lake import Lake
 
 __all__ = ["LakeOption", "JsonOption", "console", "err_console", "open_lake", "print_json", "print_rows", "progress_counter"]
 
@@ -31,6 +34,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 def open_lake(path: Path | None) -> Lake:
     """The lake at ``path`` (or the default), created if missing."""
+    from knowtrace.lake import Lake
+
     return Lake(path)
 
 

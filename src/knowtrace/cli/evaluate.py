@@ -6,22 +6,22 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import pyarrow as pa
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, open_lake, print_json
 from knowtrace.cli.importing import TenantOption
-from knowtrace.evaluation.dkvmn_split import read_dkvmn_split
-from knowtrace.evaluation.protocol import Evaluation, Step, evaluate_dkvmn, evaluate_holdout, evaluate_kfold
-from knowtrace.events.catalog import Concept
-from knowtrace.events.concept_graph import ConceptGraph
 from knowtrace.exceptions import InputError
-from knowtrace.lake import Lake
-from knowtrace.models import available_models, get_model_class
+
+if TYPE_CHECKING:  # the models, the protocol and the lake are imported when a command runs: a fast --help
+    import pyarrow as pa
+
+    from knowtrace.evaluation.protocol import Evaluation, Step
+    from knowtrace.events.concept_graph import ConceptGraph
+    from knowtrace.lake import Lake
 
 __all__ = ["eval_models", "model_names"]
 
@@ -32,6 +32,8 @@ _SHOWN = (("auc", "auc"), ("acc", "acc"), ("rmse", "rmse"), ("logloss", "logloss
 
 def model_names(models: str) -> list[str]:
     """The registered model names of a comma-separated list (``all``: every registered model)."""
+    from knowtrace.models import available_models, get_model_class
+
     names = [m.strip() for m in models.split(",") if m.strip()]
     if names == ["all"]:
         return available_models()
@@ -46,6 +48,9 @@ def model_names(models: str) -> list[str]:
 
 def _lake_interactions(lake: Lake, tenant: str) -> tuple[pa.Table, ConceptGraph | None]:
     """The tenant's silver answers and its concept prerequisite graph (None without concepts)."""
+    from knowtrace.events.catalog import Concept
+    from knowtrace.events.concept_graph import ConceptGraph
+
     table = lake.query("SELECT * FROM interactions WHERE tenant = ? ORDER BY learner_id, position", [tenant])
     if table.num_rows == 0:
         raise InputError(f"the lake {lake.root} has no answers for tenant {tenant!r}", field="tenant")
@@ -147,6 +152,8 @@ def eval_models(
         raise InputError(f"--ids-are must be items or concepts, got {ids_are!r}", field="ids_are")
     mode: Literal["items", "concepts"] | None = ids_are  # type: ignore[assignment]
     show = not as_json
+    from knowtrace.evaluation.dkvmn_split import read_dkvmn_split
+    from knowtrace.evaluation.protocol import evaluate_dkvmn, evaluate_holdout, evaluate_kfold
 
     evaluation: Evaluation
     if split == "dkvmn":

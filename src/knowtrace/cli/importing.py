@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, open_lake, print_json, progress_counter
 from knowtrace.exceptions import UnreadableFileError
-from knowtrace.importers import (
-    AssistmentsImporter,
-    ConceptGraphImporter,
-    CsvImporter,
-    DkvmnImporter,
-    EdnetKt1Importer,
-    Importer,
-    ItemCatalogImporter,
-    MatrixImporter,
-    ParquetImporter,
-)
+
+if TYPE_CHECKING:  # the importers (pyarrow, the event model) are imported when a command runs: a fast --help
+    from knowtrace.importers import Importer
 
 app = typer.Typer(help="Import answers from a file into the lake (atomic, idempotent; bad rows are quarantined).",
                   no_args_is_help=True)
@@ -71,6 +63,8 @@ def import_dkvmn(
     if ids_are not in ("items", "concepts"):
         raise typer.BadParameter("must be 'items' or 'concepts'", param_hint="--ids-are")
     mode: Literal["items", "concepts"] = "items" if ids_are == "items" else "concepts"
+    from knowtrace.importers import DkvmnImporter
+
     run_import(DkvmnImporter(tenant=tenant, concept_map=concept_map, ids_are=mode), path, lake, force, as_json)
 
 
@@ -78,6 +72,8 @@ def import_dkvmn(
 def import_items(path: PathArg, lake: LakeOption = None, tenant: TenantOption = "default",
                  force: ForceOption = False, as_json: JsonOption = False) -> None:
     """Item catalog CSV: item_id, concept_ids (;-separated), name, a, b, c; other columns become metadata."""
+    from knowtrace.importers import ItemCatalogImporter
+
     run_import(ItemCatalogImporter(tenant=tenant), path, lake, force, as_json)
 
 
@@ -85,6 +81,8 @@ def import_items(path: PathArg, lake: LakeOption = None, tenant: TenantOption = 
 def import_concepts(path: PathArg, lake: LakeOption = None, tenant: TenantOption = "default",
                     force: ForceOption = False, as_json: JsonOption = False) -> None:
     """Concept graph CSV: concept_id,prerequisite_id edges, or concept_id,name,prerequisites (a cycle is refused)."""
+    from knowtrace.importers import ConceptGraphImporter
+
     run_import(ConceptGraphImporter(tenant=tenant), path, lake, force, as_json)
 
 
@@ -100,6 +98,8 @@ def import_assistments(
     as_json: JsonOption = False,
 ) -> None:
     """Raw ASSISTments skill-builder CSV; the rows of one multi-skill answer become ONE event with several concepts."""
+    from knowtrace.importers import AssistmentsImporter
+
     run_import(AssistmentsImporter(tenant=tenant, encoding=encoding, timezone=timezone), path, lake, force, as_json)
 
 
@@ -114,6 +114,8 @@ def import_ednet(
     as_json: JsonOption = False,
 ) -> None:
     """EdNet KT1 per-learner CSVs (a u<ID>.csv file or a folder of them), scored against questions.csv."""
+    from knowtrace.importers import EdnetKt1Importer
+
     run_import(EdnetKt1Importer(tenant=tenant, questions=questions), path, lake, force, as_json)
 
 
@@ -130,6 +132,8 @@ def import_matrix(
     as_json: JsonOption = False,
 ) -> None:
     """Wide learner x item 0/1 response matrix with missing values (e.g. LSAT.csv)."""
+    from knowtrace.importers import MatrixImporter
+
     options = {"missing": tuple(missing)} if missing else {}
     run_import(MatrixImporter(tenant=tenant, learner_column=learner_column, **options), path, lake, force, as_json)
 
@@ -163,6 +167,8 @@ def import_csv(path: PathArg, lake: LakeOption = None, mapping: MappingOption = 
                timestamp_unit: TsUnitOption = None, timezone: TzOption = None, tenant: TenantOption = "default",
                force: ForceOption = False, as_json: JsonOption = False) -> None:
     """Any CSV table of answers, with a column mapping given as options or in a YAML file."""
+    from knowtrace.importers import CsvImporter
+
     options = _table_options(mapping, column, concept_separator, timestamp_format, timestamp_unit, timezone)
     run_import(CsvImporter(tenant=tenant, **options), path, lake, force, as_json)
 
@@ -174,5 +180,7 @@ def import_parquet(path: PathArg, lake: LakeOption = None, mapping: MappingOptio
                    timezone: TzOption = None, tenant: TenantOption = "default", force: ForceOption = False,
                    as_json: JsonOption = False) -> None:
     """Any Parquet table of answers, with a column mapping given as options or in a YAML file."""
+    from knowtrace.importers import ParquetImporter
+
     options = _table_options(mapping, column, concept_separator, timestamp_format, timestamp_unit, timezone)
     run_import(ParquetImporter(tenant=tenant, **options), path, lake, force, as_json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -13,13 +13,14 @@ from rich.table import Table
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, open_lake, print_json
 from knowtrace.cli.importing import TenantOption
+from knowtrace.constants import ABILITY_METHODS as METHODS
+from knowtrace.constants import IRT_MODELS as MODELS
 from knowtrace.exceptions import InputError
-from knowtrace.models.irt.ability import METHODS, estimate_abilities
-from knowtrace.models.irt.fit_stats import item_fit
-from knowtrace.models.irt.jml import JMLEstimator
-from knowtrace.models.irt.mml import Calibration, MMLEstimator
-from knowtrace.models.irt.params import MODELS, ItemParameters, LogNormalPrior, NormalPrior
-from knowtrace.models.irt.response_matrix import ResponseMatrix
+
+if TYPE_CHECKING:  # the IRT models (numpy, scipy) are imported when a command runs: a fast --help
+    from knowtrace.models.irt.mml import Calibration
+    from knowtrace.models.irt.params import ItemParameters
+    from knowtrace.models.irt.response_matrix import ResponseMatrix
 
 __all__ = ["app", "fit", "abilities"]
 
@@ -45,6 +46,8 @@ def read_responses(source: Path | None, lake: Path | None, tenant: str,
                    learner_column: str | None = None) -> tuple[ResponseMatrix, str]:
     """The response matrix of a CSV or of a lake's answers (each learner's first answer to an item),
     and a description of where it came from."""
+    from knowtrace.models.irt.response_matrix import ResponseMatrix
+
     if source is not None and not source.is_dir():
         return ResponseMatrix.from_csv(source, learner_column=learner_column), str(source)
     if source is not None and not _is_lake(source):
@@ -58,6 +61,10 @@ def read_responses(source: Path | None, lake: Path | None, tenant: str,
 
 def _calibrate(responses: ResponseMatrix, model: str, estimator: str, quadrature: int, max_iter: int, tol: float,
                prior_b_sd: float | None, prior_a_sdlog: float | None, show_progress: bool) -> Calibration:
+    from knowtrace.models.irt.jml import JMLEstimator
+    from knowtrace.models.irt.mml import MMLEstimator
+    from knowtrace.models.irt.params import LogNormalPrior, NormalPrior
+
     if estimator == "mml":
         engine: MMLEstimator | JMLEstimator = MMLEstimator(
             model, n_quadrature=quadrature, max_iter=max_iter, tol=tol,
@@ -103,6 +110,8 @@ def fit(
     as_json: JsonOption = False,
 ) -> None:
     """Calibrate item parameters (with standard errors and item fit) from a response-matrix CSV or a lake."""
+    from knowtrace.models.irt.fit_stats import item_fit
+
     responses, where = read_responses(source, lake, tenant, learner_column)
     calibration = _calibrate(responses, model, estimator, quadrature, max_iter, tol, prior_b_sd, prior_a_sdlog,
                              show_progress=not as_json)
@@ -163,6 +172,8 @@ def _print_calibration(result: dict[str, Any]) -> None:
 
 def _read_params(path: Path) -> tuple[ItemParameters, str]:
     """Item parameters from the JSON that ``knowtrace irt fit --json`` prints."""
+    from knowtrace.models.irt.params import ItemParameters
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         items = data["items"]
@@ -186,6 +197,8 @@ def abilities(
     as_json: JsonOption = False,
 ) -> None:
     """Estimate every learner's ability (EAP, MAP or MLE) with its standard error."""
+    from knowtrace.models.irt.ability import estimate_abilities
+
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}", field="method")
     responses, where = read_responses(source, lake, tenant, learner_column)

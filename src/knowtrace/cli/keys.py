@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, print_json, print_rows
-from knowtrace.lake import resolve_lake_path
-from knowtrace.serve.keys import ApiKeyStore
+
+if TYPE_CHECKING:  # the key store and the lake are imported when a command runs: a fast --help
+    from knowtrace.serve.keys import ApiKeyStore
 
 app = typer.Typer(help="API keys of the HTTP API: create, list, revoke.", no_args_is_help=True)
 
 
 def _store(lake: LakeOption) -> ApiKeyStore:
+    from knowtrace.lake import resolve_lake_path
+    from knowtrace.serve.keys import ApiKeyStore
+
     return ApiKeyStore.for_lake(resolve_lake_path(lake))
 
 

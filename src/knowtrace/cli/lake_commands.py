@@ -8,7 +8,6 @@ import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, open_lake, print_json, print_rows
 from knowtrace.exceptions import InputError
-from knowtrace.lake import Lake, get_engine
 
 app = typer.Typer(help="Inspect and maintain the lake.", no_args_is_help=True)
 
@@ -65,6 +64,8 @@ def rebuild(
     """Recompute silver and gold from every committed load."""
     if engine not in _ENGINES:
         raise InputError(f"unknown engine {engine!r}; choose one of: {', '.join(_ENGINES)}", field="engine")
+    from knowtrace.lake import Lake, get_engine
+
     store = open_lake(lake) if engine == "duckdb" else Lake(lake, engine=get_engine(engine))
     counts = store.rebuild(on_step=lambda step, n: console.print(f"  {step.layer}.{step.table}: {n:,} rows"))
     console.print(f"[green]rebuilt[/] {len(counts)} tables with {engine}")

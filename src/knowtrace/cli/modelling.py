@@ -10,9 +10,8 @@ import typer
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, open_lake, print_json, print_rows, progress_counter
 from knowtrace.cli.importing import TenantOption, run_import
-from knowtrace.models import available_models, get_model_class
-from knowtrace.quickstart import QUICKSTART_TENANT, run_quickstart
-from knowtrace.simulate import ClassroomSimulator
+
+# the models, the quickstart and the simulator (numpy, torch, ...) are imported when a command runs: a fast --help
 
 _METRIC_COLUMNS = ("model", "auc", "acc", "rmse", "logloss", "ece", "fit_seconds", "predict_seconds")
 
@@ -30,6 +29,9 @@ def quickstart(
     as_json: JsonOption = False,
 ) -> None:
     """The main job on the embedded default: simulate a class, load it into the lake, evaluate every model."""
+    from knowtrace.models import available_models
+    from knowtrace.quickstart import QUICKSTART_TENANT, run_quickstart
+
     store = open_lake(lake)
     started = time.perf_counter()
     if not as_json:
@@ -70,6 +72,8 @@ def simulate(
     as_json: JsonOption = False,
 ) -> None:
     """Load a simulated class (synthetic learners, items, concepts and answers) into the lake."""
+    from knowtrace.simulate import ClassroomSimulator
+
     simulator = ClassroomSimulator(tenant=tenant, learners=learners, items=items, concepts=concepts, weeks=weeks,
                                    seed=seed)
     run_import(simulator, None, lake, False, as_json)
@@ -77,6 +81,8 @@ def simulate(
 
 def list_models(as_json: JsonOption = False) -> None:
     """The registered learner models."""
+    from knowtrace.models import available_models, get_model_class
+
     rows = [{"model": name, "about": (get_model_class(name).__doc__ or "").strip().splitlines()[0]}
             for name in available_models()]
     if as_json:

@@ -5,16 +5,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from knowtrace.cli.common import JsonOption, LakeOption, console, print_json
 from knowtrace.exceptions import InputError
-from knowtrace.lake import resolve_lake_path
-from knowtrace.lake.layout import LakeLayout
-from knowtrace.registry import ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:  # the registry and the lake are imported when a command runs: a fast --help
+    from knowtrace.registry import ModelRegistry, ModelVersion
 
 __all__ = ["registry_app"]
 
@@ -27,6 +27,10 @@ TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant the mode
 
 
 def _registry(lake: Any) -> ModelRegistry:
+    from knowtrace.lake import resolve_lake_path
+    from knowtrace.lake.layout import LakeLayout
+    from knowtrace.registry import ModelRegistry
+
     root = resolve_lake_path(lake)
     if not LakeLayout(root.absolute()).version_file.is_file():
         raise InputError(f"{root} is not a knowtrace lake (no _meta/lake.json)", field="lake")

@@ -6,25 +6,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from knowtrace.batch.dags import DAGS_FOLDER
-from knowtrace.batch.extract import ExtractReport
-from knowtrace.batch.pipeline import (
-    DEFAULT_MODELS,
-    ENGINE_NAMES,
-    PipelineResult,
-    PipelineStep,
-    TransformResult,
-    run_pipeline,
-)
-from knowtrace.batch.steps import step_evaluate, step_extract, step_publish, step_train, step_transform
 from knowtrace.cli.common import JsonOption, LakeOption, console, err_console, print_json
 from knowtrace.cli.evaluate import model_names
+from knowtrace.constants import ENGINE_NAMES
+from knowtrace.constants import PIPELINE_MODELS as DEFAULT_MODELS
+
+if TYPE_CHECKING:  # the pipeline (the lake, the models, the database drivers) is imported when a command runs
+    from knowtrace.batch.extract import ExtractReport
+    from knowtrace.batch.pipeline import PipelineResult, PipelineStep, TransformResult
 
 __all__ = ["pipeline_app"]
 
@@ -68,6 +63,8 @@ def _group() -> None:
 @pipeline_app.command("dags-folder")
 def dags_folder() -> None:
     """Print the folder of the Airflow DAGs shipped with knowtrace (for AIRFLOW__CORE__DAGS_FOLDER)."""
+    from knowtrace.batch.dags import DAGS_FOLDER
+
     typer.echo(str(DAGS_FOLDER))
 
 
@@ -123,6 +120,8 @@ def run(
         raise typer.BadParameter("give --source-dsn DSN to extract, or --no-extract to train on the lake as it is "
                                  "(exactly one of them)", param_hint="--source-dsn")
     names = model_names(models)
+    from knowtrace.batch.pipeline import run_pipeline
+
     with _progress(not as_json) as on_step:
         result = run_pipeline(lake, source_dsn=source_dsn, source_name=source_name,
                               engine=engine, models=names, tenant=tenant, full=full, test_fraction=test_fraction,
@@ -157,6 +156,8 @@ def step_extract_command(
     if not source_dsn:
         raise typer.BadParameter("give the source: --source-dsn DSN or the environment variable "
                                  "KNOWTRACE_SOURCE_DSN", param_hint="--source-dsn")
+    from knowtrace.batch.steps import step_extract
+
     report = step_extract(lake, run_id, source_dsn, tenant=tenant, source_name=source_name, engine=engine,
                           batch_rows=batch_rows, lag_s=lag)
     if as_json:
@@ -169,6 +170,8 @@ def step_extract_command(
 def step_transform_command(run_id: RunIdOption, engine: EngineOption = "duckdb", full: FullOption = False,
                            lake: LakeOption = None, as_json: JsonOption = False) -> None:
     """Rebuild silver/gold when needed (always with --full)."""
+    from knowtrace.batch.steps import step_transform
+
     result = step_transform(lake, run_id, engine, full=full)
     if as_json:
         print_json(dict(result.__dict__))
@@ -188,6 +191,8 @@ def step_train_command(
     as_json: JsonOption = False,
 ) -> None:
     """Fit each model on the train learners; the fitted models wait in the run's folder for evaluate."""
+    from knowtrace.batch.steps import step_train
+
     training = step_train(lake, run_id, model_names(models), tenant, full=full, test_fraction=test_fraction,
                           seed=seed)
     if as_json:
@@ -205,6 +210,8 @@ def step_train_command(
 @step_app.command("evaluate")
 def step_evaluate_command(run_id: RunIdOption, lake: LakeOption = None, as_json: JsonOption = False) -> None:
     """Score the run's fitted models on every answer of the held-out learners."""
+    from knowtrace.batch.steps import step_evaluate
+
     scores = step_evaluate(lake, run_id)
     if as_json:
         print_json([{"name": s.name, "metrics": s.metrics} for s in scores])
@@ -225,6 +232,8 @@ def step_publish_command(
     as_json: JsonOption = False,
 ) -> None:
     """Register the run's models, promote those not worse, print the whole run (exit 1: a model failed)."""
+    from knowtrace.batch.steps import step_publish
+
     result = step_publish(lake, run_id, promote=not no_promote)
     if as_json:
         print_json(result.to_dict())

@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from knowtrace.constants import LAKE_ENV
+
 __all__ = ["DEFAULT_LAKE", "LAKE_ENV", "LakeLayout", "resolve_lake_path"]
 
 DEFAULT_LAKE = "knowtrace-lake"
-LAKE_ENV = "KNOWTRACE_LAKE"
 
 #: bronze tables: one folder per table, one sub-folder per committed load
 BRONZE_TABLES = ("interactions", "items", "concepts")
@@ -28,8 +29,9 @@ class LakeLayout:
 
     ``bronze/<table>/<load_id>/`` append-only raw loads; ``quarantine/<load_id>/`` rejected
     records; ``silver`` and ``gold`` are symbolic links to the current build under ``_builds``,
-    swapped atomically when a new build is complete; ``_meta`` holds the lake's version, the
-    load manifests (a load exists once its manifest does) and the writer lock.
+    swapped atomically when a new build is complete (a table is every ``*.parquet`` of its folder,
+    read in name order; see ``knowtrace.lake.incremental`` for the parts); ``_meta`` holds the
+    lake's version, the load manifests (a load exists once its manifest does) and the writer lock.
     """
 
     root: Path

@@ -140,6 +140,16 @@ class KnowledgeModel(ABC):
             raise ModelError(f"{self.name} returned {p.shape} predictions for {view.n} rows")
         return view.to_input_order(p)
 
+    def known_items(self) -> frozenset[str] | None:
+        """The item ids the fitted model has learned something about (None when it keeps no item ids);
+        for any other item it predicts as for an unseen one."""
+        self._check_fitted()
+        concepts = getattr(self, "item_concepts_", None)
+        if isinstance(concepts, Mapping):
+            return frozenset(concepts)
+        ids = getattr(self, "item_ids_", None)
+        return frozenset(str(i) for i in ids.tolist()) if ids is not None else None
+
     @abstractmethod
     def mastery(self, learner_id: str) -> Mastery:
         """concept_id -> (P(correct) on a typical item of the concept, standard error or None)."""

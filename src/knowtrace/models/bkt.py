@@ -276,6 +276,11 @@ class BKT(OnlineModel):
         if update_shared and concept_ids and item_id not in self.item_concepts_:
             self.item_concepts_[item_id] = tuple(concept_ids)
 
+    def known_items(self) -> frozenset[str] | None:
+        self._check_fitted()
+        own = self.unit_ids_[self.unit_kinds_ == ITEM].tolist()
+        return frozenset(self.item_concepts_) | frozenset(own)
+
     def _item_concepts(self, item_id: str) -> tuple[str, ...]:
         return self.item_concepts_.get(item_id, ())
 

@@ -86,6 +86,10 @@ class Elo(OnlineModel):
             self.item_answers_[item_id] = n + 1
             self._concept_difficulty = None
 
+    def known_items(self) -> frozenset[str] | None:
+        self._check_fitted()
+        return frozenset(self.item_difficulty_)
+
     def _item_concepts(self, item_id: str) -> tuple[str, ...]:
         return self.item_concepts_.get(item_id, ())
 

@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from knowtrace import __version__
 from knowtrace.events.event import InteractionEvent
 from knowtrace.serve.body import BodySizeLimit
-from knowtrace.serve.deployment import PromotedSource
+from knowtrace.registry.deployment import PromotedSource
 from knowtrace.serve.errors import install_error_handlers
 from knowtrace.serve.routes import cat, events, health, learners, xapi
 from knowtrace.serve.serving import LakeCatalog

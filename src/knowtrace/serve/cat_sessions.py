@@ -39,7 +39,7 @@ from knowtrace.cat.store import DirectorySessionStore
 from knowtrace.exceptions import InputError, KnowtraceError
 from knowtrace.lake import Lake
 from knowtrace.lake.manifest import write_json_atomic
-from knowtrace.serve.deployment import DeployedModels, Deployment
+from knowtrace.registry.deployment import DeployedModels, Deployment
 from knowtrace.serve.errors import ApiError
 
 __all__ = ["BankSource", "CatSessions", "SessionView"]

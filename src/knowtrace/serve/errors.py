@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from knowtrace.exceptions import InputError, LakeError
-from knowtrace.serve.deployment import DeploymentError
+from knowtrace.registry.deployment import DeploymentError
 from knowtrace.state.store import StateError
 from knowtrace.stream.log import LogError
 

@@ -6,7 +6,7 @@ import threading
 
 from knowtrace.lake import Lake
 from knowtrace.serve.cat_sessions import CatSessions
-from knowtrace.serve.deployment import DeployedModels, PromotedSource
+from knowtrace.registry.deployment import DeployedModels, PromotedSource
 from knowtrace.serve.keys import ApiKeyStore
 from knowtrace.serve.settings import ServeSettings
 from knowtrace.state.store import StateStore, open_state

@@ -19,7 +19,7 @@ from knowtrace.exceptions import InputError
 from knowtrace.lake import Lake
 from knowtrace.models.base import ModelError, OnlineModel
 from knowtrace.models.registry import available_models
-from knowtrace.serve.deployment import Deployment
+from knowtrace.registry.deployment import Deployment
 from knowtrace.serve.errors import ApiError
 from knowtrace.state.store import LearnerState
 from knowtrace.state.updater import model_arrays

@@ -153,41 +153,28 @@ class StateSink:
 
 
 def registry_models(lake: Lake, names: Sequence[str] = ONLINE_MODELS, *, poll_seconds: float = 2.0) -> ModelSource:
-    """The promoted online models of each tenant, re-read from the registry at most every ``poll_seconds``;
-    a cold-start Elo (fit on nothing) stands in when the tenant has no promoted Elo."""
+    """The promoted online models of each tenant, re-checked in the registry at most every ``poll_seconds``
+    (a newly promoted version replaces the old one without a restart); a cold-start Elo (fit on nothing)
+    stands in when the tenant has no promoted Elo."""
+    from knowtrace.lake.frames import events_to_table
     from knowtrace.models import get_model_class
     from knowtrace.registry import ModelRegistry
+    from knowtrace.registry.deployment import DeployedModels
 
-    registry = ModelRegistry(lake.root)
-    cache: dict[str, tuple[float, dict[str, tuple[OnlineModel, str]]]] = {}
-    loaded: dict[tuple[str, str, str], OnlineModel] = {}
+    deployed = DeployedModels(ModelRegistry(lake.root), poll_seconds=poll_seconds)
+    cold_start: dict[str, OnlineModel] = {}
 
     def models(tenant: str) -> dict[str, tuple[OnlineModel, str]]:
-        now = time.monotonic()
-        hit = cache.get(tenant)
-        if hit is not None and now - hit[0] < poll_seconds:
-            return hit[1]
-        deployed: dict[str, tuple[OnlineModel, str]] = {}
+        out: dict[str, tuple[OnlineModel, str]] = {}
         for name in names:
-            version = registry.promoted(tenant, name)
-            if version is None:
-                continue
-            key = (tenant, name, version.version)
-            if key not in loaded:
-                model = registry.load(version)
-                if not isinstance(model, OnlineModel):
-                    continue
-                loaded[key] = model
-            deployed[name] = (loaded[key], version.version)
-        if "elo" in names and "elo" not in deployed:
-            key = (tenant, "elo", "cold-start")
-            if key not in loaded:
-                from knowtrace.lake.frames import events_to_table
-
-                loaded[key] = get_model_class("elo")().fit(events_to_table([]))  # type: ignore[assignment]
-            deployed["elo"] = (loaded[key], "cold-start")
-        cache[tenant] = (now, deployed)
-        return deployed
+            deployment = deployed.get(tenant, name)
+            if deployment is not None and isinstance(deployment.model, OnlineModel):
+                out[name] = (deployment.model, deployment.version)
+        if "elo" in names and "elo" not in out:
+            if tenant not in cold_start:
+                cold_start[tenant] = get_model_class("elo")().fit(events_to_table([]))  # type: ignore[assignment]
+            out["elo"] = (cold_start[tenant], "cold-start")
+        return out
 
     return models
 

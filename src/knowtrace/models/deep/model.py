@@ -258,6 +258,10 @@ class SequenceModel(OnlineModel):
                 out[which] = state.permute(1, 0, 2).numpy().astype(np.float32)
         return out
 
+    def known_items(self) -> frozenset[str] | None:
+        self._check_fitted()
+        return frozenset(self.vocab_.item_ids.tolist())
+
     def get_learner_state(self, learner_id: str) -> dict[str, np.ndarray]:
         """What the model keeps of a learner, as arrays: ``count`` (answers so far) and, for DKT,
         ``states`` (2, n_parts, hidden) float32; for SAKT/AKT the cached last answers ``tokens``,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit
 
+from knowtrace.constants import ABILITY_METHODS
 from knowtrace.exceptions import InputError
 from knowtrace.models.data import lookup
 from knowtrace.models._blas import blas_threads
@@ -28,7 +29,7 @@ from knowtrace.models.irt.response_matrix import ResponseMatrix
 
 __all__ = ["METHODS", "AbilityEstimates", "eap", "estimate_abilities", "map_", "mle"]
 
-METHODS = ("eap", "map", "mle")
+METHODS = ABILITY_METHODS
 _CHUNK_CELLS = 4_000_000
 
 

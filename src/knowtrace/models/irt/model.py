@@ -190,6 +190,10 @@ class IRT(OnlineModel):
         mean = float(w @ nodes)
         return mean, float(np.sqrt(max(w @ (nodes - mean) ** 2, 0.0)))
 
+    def known_items(self) -> frozenset[str] | None:
+        self._check_fitted()
+        return frozenset(str(i) for i in self.item_parameters().item_ids.tolist())
+
     def item_parameters(self) -> ItemParameters:
         """The calibrated items' parameters."""
         self._check_fitted()

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import expit
 
+from knowtrace.constants import IRT_MODELS
 from knowtrace.exceptions import InputError
 
 __all__ = [
@@ -30,7 +31,7 @@ __all__ = [
 
 ModelName = Literal["rasch", "1pl", "2pl", "3pl", "4pl"]
 #: the models: rasch (a = 1), 1pl (one a common to all items), 2pl, 3pl (+ c), 4pl (+ c and d)
-MODELS: tuple[str, ...] = ("rasch", "1pl", "2pl", "3pl", "4pl")
+MODELS: tuple[str, ...] = IRT_MODELS
 
 
 def check_model(model: str) -> str:

@@ -1,4 +1,7 @@
-"""The models the API serves: the promoted version of each (tenant, model), swapped when a new one is promoted.
+"""The models a process serves: the promoted version of each (tenant, model), swapped when a new one is promoted.
+
+The API uses it for predictions, the stream worker for the online learner state; each process holds its
+own copies of the models.
 
 ``DeployedModels`` asks the registry which version is promoted at most every ``poll_seconds`` per
 (tenant, model); when the answer changes it loads the new artifact and swaps it in, without a
@@ -115,24 +118,4 @@ class DeployedModels:
 
 def item_ids_of(model: KnowledgeModel) -> frozenset[str] | None:
     """The item ids a fitted model has parameters for (None when its kind of model keeps none)."""
-    from knowtrace.models.bkt import BKT
-    from knowtrace.models.deep.model import SequenceModel
-    from knowtrace.models.elo import Elo
-    from knowtrace.models.irt import IRT
-
-    if isinstance(model, Elo):
-        return frozenset(model.item_difficulty_)
-    if isinstance(model, IRT):
-        return frozenset(str(i) for i in model.item_parameters().item_ids.tolist())
-    if isinstance(model, SequenceModel):
-        return frozenset(model.vocab_.item_ids.tolist())
-    if isinstance(model, BKT):
-        from knowtrace.models.bkt import ITEM
-
-        own = model.unit_ids_[model.unit_kinds_ == ITEM].tolist()
-        return frozenset(model.item_concepts_) | frozenset(own)
-    concepts = getattr(model, "item_concepts_", None)
-    if isinstance(concepts, dict):
-        return frozenset(concepts)
-    ids = getattr(model, "item_ids_", None)
-    return frozenset(ids.tolist()) if ids is not None else None
+    return model.known_items()
