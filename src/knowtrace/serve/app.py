@@ -6,6 +6,7 @@ OpenAPI description is at ``/openapi.json``, the interactive docs at ``/docs``.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from knowtrace import __version__
 from knowtrace.events.event import InteractionEvent
 from knowtrace.serve.body import BodySizeLimit
-from knowtrace.registry.deployment import PromotedSource
+from knowtrace.registry.deployment import PromotedSource, settle_heap
 from knowtrace.serve.errors import install_error_handlers
 from knowtrace.serve.routes import cat, events, health, learners, xapi
 from knowtrace.serve.serving import LakeCatalog
@@ -48,10 +49,12 @@ def create_app(settings: ServeSettings | None = None, *, registry: PromotedSourc
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settle_heap()
         try:
             yield
         finally:
             services.close()
+            gc.unfreeze()  # hand the objects back to the collector for an orderly interpreter exit
 
     app = FastAPI(title="knowtrace", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
     app.state.services = services

@@ -6,7 +6,7 @@ import threading
 
 from knowtrace.lake import Lake
 from knowtrace.serve.cat_sessions import CatSessions
-from knowtrace.registry.deployment import DeployedModels, PromotedSource
+from knowtrace.registry.deployment import DeployedModels, PromotedSource, settle_heap
 from knowtrace.serve.keys import ApiKeyStore
 from knowtrace.serve.settings import ServeSettings
 from knowtrace.state.store import StateStore, open_state
@@ -27,7 +27,7 @@ class Services:
             from knowtrace.registry import ModelRegistry
 
             registry = ModelRegistry(self.lake.root)
-        self.models = DeployedModels(registry, poll_seconds=settings.model_poll_seconds)
+        self.models = DeployedModels(registry, poll_seconds=settings.model_poll_seconds, on_load=settle_heap)
         self.cat = CatSessions(self.lake, self.models)
         self._log: EventLog | None = None
         self._state: StateStore | None = None
