@@ -127,33 +127,26 @@ def _print_summary(report: ExtractReport, lake: str) -> None:
                       f"{', '.join([*report.missing_columns, *(f'table {t}' for t in report.missing_tables)])}")
 
 
-@extract_app.command("postgres")
-def extract_postgres(
-    dsn: DsnOption,
-    lake: LakeOption = None,
-    tenant: TenantOption = "default",
-    batch_rows: BatchRowsOption = 10_000,
-    source_name: SourceNameOption = None,
-    lag: LagOption = 0.0,
-    future_tolerance: ToleranceOption = 300.0,
-    full: FullOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Extract the attempts changed since the watermark from PostgreSQL (server-side cursor)."""
-    _run_extract("postgres", dsn, lake, tenant, batch_rows, source_name, lag, future_tolerance, full, as_json)
+def _extract_command(kind: str, help_text: str) -> None:
+    """Register ``knowtrace extract KIND``: the same options for every source kind."""
+
+    def extract(
+        dsn: DsnOption,
+        lake: LakeOption = None,
+        tenant: TenantOption = "default",
+        batch_rows: BatchRowsOption = 10_000,
+        source_name: SourceNameOption = None,
+        lag: LagOption = 0.0,
+        future_tolerance: ToleranceOption = 300.0,
+        full: FullOption = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        _run_extract(kind, dsn, lake, tenant, batch_rows, source_name, lag, future_tolerance, full, as_json)
+
+    extract.__doc__ = help_text
+    extract_app.command(kind)(extract)
 
 
-@extract_app.command("sqlite")
-def extract_sqlite(
-    dsn: DsnOption,
-    lake: LakeOption = None,
-    tenant: TenantOption = "default",
-    batch_rows: BatchRowsOption = 10_000,
-    source_name: SourceNameOption = None,
-    lag: LagOption = 0.0,
-    future_tolerance: ToleranceOption = 300.0,
-    full: FullOption = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Extract the attempts changed since the watermark from SQLite (sqlite:///PATH.db), like postgres."""
-    _run_extract("sqlite", dsn, lake, tenant, batch_rows, source_name, lag, future_tolerance, full, as_json)
+_extract_command("postgres", "Extract the attempts changed since the watermark from PostgreSQL (server-side cursor).")
+_extract_command("sqlite", "Extract the attempts changed since the watermark from SQLite (sqlite:///PATH.db), like "
+                           "postgres.")

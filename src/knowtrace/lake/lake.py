@@ -126,7 +126,8 @@ class Lake:
 
     def _recover(self) -> None:
         """Remove what an interrupted writer left behind; rebuild silver/gold if they lag."""
-        committed = {m.load_id for m in self.manifests()}
+        manifests = self.manifests()
+        committed = {m.load_id for m in manifests}
         shutil.rmtree(self.layout.staging, ignore_errors=True)
         self.layout.staging.mkdir(parents=True, exist_ok=True)
         for folder in [*(self.layout.bronze(t) for t in BRONZE_TABLES), self.layout.quarantine]:
@@ -137,11 +138,13 @@ class Lake:
         for build in self.layout.builds.iterdir():
             if current is None or build.name != current.get("build_id"):
                 shutil.rmtree(build, ignore_errors=True)
-        if self._lagging(committed, current, include_deferred=False):
+        if self._lagging(manifests, current, include_deferred=False):
             self._rebuild(committed)
 
-    def _lagging(self, committed: set[str], current: dict[str, Any] | None, *, include_deferred: bool) -> bool:
+    @staticmethod
+    def _lagging(manifests: list[LoadManifest], current: dict[str, Any] | None, *, include_deferred: bool) -> bool:
         """Whether committed loads are missing from the current build (deferred ones only if asked)."""
+        committed = {m.load_id for m in manifests}
         if not committed:
             return False
         built = set(current.get("loads", [])) if current is not None else set()
@@ -149,7 +152,7 @@ class Lake:
             return False
         if include_deferred:
             return True
-        deferred = {m.load_id for m in self.manifests() if m.deferred_build}
+        deferred = {m.load_id for m in manifests if m.deferred_build}
         return bool((committed - built) - deferred) or bool(built - committed)
 
     # -- reading -----------------------------------------------------------------------------
@@ -397,10 +400,10 @@ class Lake:
         """Rebuild silver and gold if committed loads (deferred ones included) are missing from them;
         returns the row counts of the new build, or None when it was current."""
         with self._writer_lock():
-            committed = {m.load_id for m in self.manifests()}
-            if not self._lagging(committed, self.current_build(), include_deferred=True):
+            manifests = self.manifests()
+            if not self._lagging(manifests, self.current_build(), include_deferred=True):
                 return None
-            return self._rebuild(committed, on_step=on_step)
+            return self._rebuild({m.load_id for m in manifests}, on_step=on_step)
 
     def pending_loads(self) -> list[str]:
         """Committed loads that silver and gold do not include yet (deferred builds)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -120,33 +119,18 @@ class StateSink:
                  batch_size: int = 2000, max_wait_s: float = 0.05, poll_ms: int = 200) -> None:
         from knowtrace.state.updater import OnlineStateUpdater
 
-        self._updater_cls = OnlineStateUpdater
-        self.store = store
-        self.models = models
         self.consumer = event_log.consumer(self.group, consumer)
         self.batch_size, self.max_wait_s, self.poll_ms = batch_size, max_wait_s, poll_ms
-        self._updaters: dict[str, tuple[tuple[tuple[str, str], ...], object]] = {}
-
-    def _updater(self, tenant: str) -> object:
-        deployed = self.models(tenant)
-        key = tuple(sorted((name, version) for name, (_, version) in deployed.items()))
-        cached = self._updaters.get(tenant)
-        if cached is None or cached[0] != key:
-            cached = (key, self._updater_cls(self.store, deployed))
-            self._updaters[tenant] = cached
-        return cached[1]
+        # the updater asks ``models`` for each tenant's deployment on every batch, so a newly promoted
+        # version is used from the next batch on
+        self.updater = OnlineStateUpdater(store, models)
 
     def step(self, stats: WorkerStats) -> int:
         """Apply one batch; returns the entries read."""
         entries = _collect(self.consumer, self.batch_size, self.max_wait_s, self.poll_ms)
         if not entries:
             return 0
-        by_tenant: dict[str, list[LogEntry]] = defaultdict(list)
-        for entry in entries:
-            if entry.record.kind == "event":
-                by_tenant[entry.record.tenant].append(entry)
-        for tenant, tenant_entries in by_tenant.items():
-            stats.state_updates += self._updater(tenant).apply(tenant_entries)  # type: ignore[attr-defined]
+        stats.state_updates += self.updater.apply(entries)
         self.consumer.ack([e.offset for e in entries])
         stats.state_entries += len(entries)
         return len(entries)
