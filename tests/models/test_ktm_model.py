@@ -98,7 +98,7 @@ def test_early_stopping_on_valid_and_held_out_learners(split) -> None:
 
 def test_predict_proba_matches_predict_one_then_learn_one(split) -> None:
     train, test = split
-    model = KTM(features="uiswfaWFApet", **FAST).fit(train)
+    model = KTM(features="uiswfaWFAprxet", **FAST).fit(train)
     learner = test.column("learner_id")[0].as_py()
     mine = np.asarray(test.column("learner_id").to_pylist()) == learner
     rows = sorted((r for r, m in zip(test.to_pylist(), mine) if m), key=lambda r: r["position"])
@@ -162,7 +162,7 @@ def test_prerequisite_features_with_a_graph_and_round_trip(make_table, tmp_path)
     answers = [(f"l{k}", item, (concept,), int((k + n) % 3 != 0)) for k in range(12)
                for n, (item, concept) in enumerate([("a", "c1"), ("b", "c2"), ("c", "c3"), ("a", "c1")])]
     table = make_table(answers)
-    model = KTM(features="iswfp", **FAST).fit(table, graph=graph)
+    model = KTM(features="iswfprx", **FAST).fit(table, graph=graph)
     assert model.space_.block_size("p") == 12
     assert "p2w:c1" in model.column_weights()
     loaded = KnowledgeModel.load(model.save(tmp_path / "ktm"))

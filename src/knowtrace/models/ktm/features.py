@@ -15,6 +15,10 @@ letter  columns          value of row ``r`` (learner ``L``, item ``j`` with conc
 ``W``   one per item     scale(answers of ``L`` to item ``j`` itself before ``r`` that were right)
 ``F``   one per item     scale(... that were wrong)
 ``A``   one per item     scale(answers of ``L`` to item ``j`` before ``r``)
+``r``   1                scale(answers of ``L`` before ``r`` that were right, on any concept): the
+                         learner's overall record, which carries ability across concepts ("good
+                         students keep doing well") also for learners not seen in ``fit``
+``x``   1                scale(... that were wrong, on any concept)
 ``p``   4 per concept    for every prerequisite ``q`` of a concept of ``C`` one level back (its direct
                          prerequisites) and two levels back (theirs, shortest path): scale(right) and
                          scale(wrong) answers of ``L`` on ``q`` before ``r``, in four blocks (level 1
@@ -61,6 +65,8 @@ LETTERS: dict[str, str] = {
     "W": "earlier right answers to the item",
     "F": "earlier wrong answers to the item",
     "A": "earlier answers to the item",
+    "r": "earlier right answers on any concept",
+    "x": "earlier wrong answers on any concept",
     "p": "earlier right/wrong answers on prerequisite concepts, 1 and 2 levels back",
     "e": "log seconds the previous answer took",
     "t": "log2-bucketed time since the previous answer",
@@ -69,6 +75,7 @@ LETTERS: dict[str, str] = {
 TIME_BUCKETS = 25
 CONCEPT_COUNTS = frozenset("wfap")
 ITEM_COUNTS = frozenset("WFA")
+LEARNER_COUNTS = frozenset("rx")
 
 
 def parse_features(features: str) -> str:
@@ -142,7 +149,7 @@ class FeatureSpace:
         n_concepts = len(self.concept_ids)
         return {"u": len(self.learner_ids), "i": len(self.item_ids), "s": n_concepts, "w": n_concepts,
                 "f": n_concepts, "a": n_concepts, "W": len(self.item_ids), "F": len(self.item_ids),
-                "A": len(self.item_ids), "p": 4 * n_concepts if self.has_graph else 0, "e": 1,
+                "A": len(self.item_ids), "p": 4 * n_concepts if self.has_graph else 0, "r": 1, "x": 1, "e": 1,
                 "t": TIME_BUCKETS}[letter]
 
     def column_names(self) -> list[str]:
@@ -156,8 +163,8 @@ class FeatureSpace:
                 names += [f"{letter}:{v}" for v in vocab[letter].tolist()]
             elif letter == "p" and self.has_graph:
                 names += [f"p{k}{o}:{c}" for k in (1, 2) for o in "wf" for c in self.concept_ids.tolist()]
-            elif letter == "e":
-                names.append("e")
+            elif letter in "rxe":
+                names.append(letter)
             elif letter == "t":
                 names += [f"t:{b}" for b in range(TIME_BUCKETS)]
         return names
@@ -187,8 +194,8 @@ class Prior:
     """What is known of the view's learners before their first row (from ``fit`` and ``learn_one``).
 
     Counts are given as (view learner code, space concept or item code, right, wrong) entries;
-    ``last_time``/``last_elapsed_ms`` per view learner: the timestamp (seconds) and the time taken
-    of the learner's last answer, NaN when unknown.
+    per view learner: ``right``/``wrong`` answers over all concepts, and ``last_time``/``last_elapsed_ms``
+    the timestamp (seconds) and the time taken of the learner's last answer, NaN when unknown.
     """
 
     concept_learner: np.ndarray
@@ -201,13 +208,15 @@ class Prior:
     item_wrong: np.ndarray
     last_time: np.ndarray
     last_elapsed_ms: np.ndarray
+    right: np.ndarray
+    wrong: np.ndarray
 
     @classmethod
     def empty(cls, n_learners: int) -> Prior:
         """Nothing known of any learner."""
         i, f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         nan = np.full(n_learners, np.nan)
-        return cls(i, i, f, f, i, i, f, f, nan, nan.copy())
+        return cls(i, i, f, f, i, i, f, f, nan, nan.copy(), np.zeros(n_learners), np.zeros(n_learners))
 
 
 def earlier_counts(event_key: np.ndarray, event_step: np.ndarray, event_right: np.ndarray, event_wrong: np.ndarray,
@@ -255,6 +264,7 @@ def design_matrix(space: FeatureSpace, data: Interactions, prior: Prior | None =
     builder.one_hots()
     builder.concept_groups()
     builder.item_groups()
+    builder.learner_groups()
     builder.time_groups()
     return builder.matrix()
 
@@ -339,6 +349,21 @@ class _Builder:
         self.put("W", row, item, self.space.scale(right))
         self.put("F", row, item, self.space.scale(wrong))
         self.put("A", row, item, self.space.scale(right + wrong))
+
+    def learner_groups(self) -> None:
+        """``r`` and ``x``."""
+        if not self.letters & LEARNER_COUNTS:
+            return
+        data, prior = self.data, self.prior
+        row = np.arange(data.n)
+        known = np.flatnonzero((prior.right > 0) | (prior.wrong > 0))
+        right, wrong = earlier_counts(
+            np.concatenate((data.learner, known)), np.concatenate((data.step, np.full(len(known), -1))),
+            np.concatenate((data.correct.astype(np.float64), prior.right[known])),
+            np.concatenate((1.0 - data.correct, prior.wrong[known])), data.learner, data.step)
+        zero = np.zeros(data.n, dtype=np.int64)
+        self.put("r", row, zero, self.space.scale(right))
+        self.put("x", row, zero, self.space.scale(wrong))
 
     def time_groups(self) -> None:
         """``e`` and ``t``."""

@@ -1,7 +1,8 @@
 """What a Knowledge Tracing Machine remembers of every learner: the counts its features need.
 
 Per learner: right/wrong answer counts per concept and per item (codes of the ``FeatureSpace``;
-concepts and items the space does not know have no columns and are not counted), and the
+concepts and items the space does not know have no columns and are not counted), over all
+answers, and the
 timestamp (seconds) and time taken (ms) of the learner's last answer. ``fit`` fills it from the
 training rows, ``learn_one`` adds one answer, and ``prior`` hands it to ``design_matrix`` so
 that a learner's later rows continue from there.
@@ -24,6 +25,7 @@ __all__ = ["LearnerHistory"]
 class _Learner:
     concepts: dict[int, list[int]] = field(default_factory=dict)  # concept code -> [right, wrong]
     items: dict[int, list[int]] = field(default_factory=dict)  # item code -> [right, wrong]
+    answers: list[int] = field(default_factory=lambda: [0, 0])  # [right, wrong] over all answers
     last_time: float = float("nan")
     last_elapsed_ms: float = float("nan")
 
@@ -58,6 +60,10 @@ class LearnerHistory:
             if values is not None:
                 for row in last.tolist():
                     setattr(learners[ids[data.learner[row]]], name, float(values[row]))
+        right = np.bincount(data.learner, weights=data.correct, minlength=len(ids)).astype(np.int64)
+        total = np.bincount(data.learner, minlength=len(ids))
+        for code, state in zip(np.flatnonzero(total).tolist(), learners.values()):
+            state.answers = [int(right[code]), int(total[code] - right[code])]
         n_concepts, n_items = len(space.concept_ids), len(space.item_ids)
         if history.keep_concepts and n_concepts:
             rows = data.row_concepts()
@@ -82,6 +88,7 @@ class LearnerHistory:
         """Add one answer of ``learner_id``."""
         state = self.learners.setdefault(learner_id, _Learner())
         at = 1 - int(correct)
+        state.answers[at] += 1
         if self.keep_concepts and concept_ids:
             codes = lookup(self.space.concept_ids, np.array(sorted(set(concept_ids)), dtype=str))
             for code in codes[codes >= 0].tolist():
@@ -96,11 +103,13 @@ class LearnerHistory:
         """What is known of the learners ``learner_ids`` (a view's learner vocabulary)."""
         c_learner, c_code, c_counts, i_learner, i_code, i_counts = [], [], [], [], [], []
         last = np.full((len(learner_ids), 2), np.nan)
+        answers = np.zeros((len(learner_ids), 2))
         for code, learner_id in enumerate(learner_ids.tolist()):
             state = self.learners.get(learner_id)
             if state is None:
                 continue
             last[code] = state.last_time, state.last_elapsed_ms
+            answers[code] = state.answers
             c_learner += [code] * len(state.concepts)
             c_code += state.concepts.keys()
             c_counts += state.concepts.values()
@@ -111,7 +120,7 @@ class LearnerHistory:
         i = np.array(i_counts, dtype=np.float64).reshape(-1, 2)
         return Prior(np.array(c_learner, dtype=np.int64), np.array(c_code, dtype=np.int64), c[:, 0], c[:, 1],
                      np.array(i_learner, dtype=np.int64), np.array(i_code, dtype=np.int64), i[:, 0], i[:, 1],
-                     last[:, 0].copy(), last[:, 1].copy())
+                     last[:, 0].copy(), last[:, 1].copy(), answers[:, 0].copy(), answers[:, 1].copy())
 
     def to_state(self) -> dict[str, np.ndarray]:
         """The history as arrays (learners in insertion order)."""
@@ -125,6 +134,7 @@ class LearnerHistory:
                                      ).reshape(-1, 2),
             "history_concepts": np.array(concepts, dtype=np.int64).reshape(-1, 4),
             "history_items": np.array(items, dtype=np.int64).reshape(-1, 4),
+            "history_answers": np.array([s.answers for s in states], dtype=np.int64).reshape(-1, 2),
         }
 
     @classmethod
@@ -132,6 +142,9 @@ class LearnerHistory:
         """The history written by ``to_state``."""
         history = cls(space)
         learners = [_Learner(last_time=t, last_elapsed_ms=e) for t, e in state["history_last"].tolist()]
+        # artifacts written before the r/x letters have no totals; their letters never use them
+        for learner, answers in zip(learners, state.get("history_answers", np.zeros((0, 2))).tolist()):
+            learner.answers = [int(a) for a in answers]
         for n, c, r, w in state["history_concepts"].tolist():
             learners[n].concepts[c] = [r, w]
         for n, i, r, w in state["history_items"].tolist():

@@ -87,7 +87,7 @@ class KTM(OnlineModel):
     name = "ktm"
     description = "Knowledge Tracing Machine: factorization machine on learner/item/concept and count features"
 
-    def __init__(self, *, features: str = "iswf", dim: int = 5, epochs: int = 30, lr: float = 0.03,
+    def __init__(self, *, features: str = "iswfrx", dim: int = 5, epochs: int = 30, lr: float = 0.03,
                  batch_size: int = 4096, optimizer: str = "adam", l2: float = 1.0, l2_factors: float = 1.0,
                  count_scale: str = "log", patience: int = 3, valid_share: float = 0.1, seed: int = 0,
                  device: str = "auto", verbose: bool = False) -> None:
