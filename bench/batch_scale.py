@@ -1,13 +1,16 @@
 """The batch path at scale: incremental vs full silver/gold builds, and PostgreSQL -> DuckDB (and Spark) at N events.
 
 (1) ``--part incremental``: a lake of ``--lake-events`` simulated answers (``ClassroomSimulator``, 216
-answers per learner, seed 0; synthetic data), then, per scenario, a day of ``--daily-share`` new answers
-committed to bronze and built incrementally (``Lake.refresh``); the same state is then rebuilt in full
-twice: partitioned (``Lake.rebuild``, what a full build is now) and as one file per table (the plain
-``DuckDBEngine.build``, what every load did before incremental builds). Scenarios say who answers that
-day: new learners only; new learners and a cohort of existing learners with adjacent ids; new learners
-and existing learners drawn at random; existing learners only, one 12-answer session each (the day
-touches most learners, so the build falls back to a full one).
+answers per learner, seed 0; synthetic data), then, day after day, ``--daily-share`` new answers
+committed to bronze and built incrementally (``Lake.refresh``: an append build when the day only adds
+answers, else a rebuild of the parts it touches). The lake keeps its incremental builds from day to
+day, as a daily pipeline does; each day the same loads are also built in full into a folder of their
+own, partitioned (``PartitionedBuilder``, what ``knowtrace lake rebuild`` does) and as one file per
+table (the plain ``DuckDBEngine.build``), and the full build's tables are checked equal to the
+incremental ones. Days say who answers: new learners only; new learners and a cohort of existing
+learners with adjacent ids; new learners and existing learners drawn at random; then
+``--spread-days`` days of existing learners only, one 12-answer session each (a day that touches
+most parts).
 
 (2) ``--part postgres``: a temporary PostgreSQL cluster (as the batch tests make it), filled by
 ``knowtrace source init --simulate`` with ``--events`` answers, extracted into a fresh lake by
@@ -35,10 +38,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 
 from knowtrace.importers import Importer, RawEvent, Record
 from knowtrace.lake import SILVER_AND_GOLD, DuckDBEngine, Lake
+from knowtrace.lake.incremental import PartitionedBuilder
+from knowtrace.lake.lake import _BRONZE_SCHEMAS
 from knowtrace.simulate import ClassroomSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +80,25 @@ class DayOfAnswers(Importer):
                                 "attempt": 1, "source": "import", "tenant": "sim"}, "bench-day", self.rows_read)
 
 
+DIGEST_TABLES = ("interactions", "items", "concepts", "learner_sequences")
+
+
 def digests(lake: Lake) -> dict[str, Any]:
     """Row count and an order-free hash of every table but the float averages' (equal up to rounding)."""
-    tables = ("interactions", "items", "concepts", "learner_sequences")
     return {t: lake.query(f"SELECT count(*) AS n, sum(hash(r))::VARCHAR AS h FROM {t} AS r").to_pylist()[0]
-            for t in tables}
+            for t in DIGEST_TABLES}
+
+
+def folder_digests(folder: Path) -> dict[str, Any]:
+    """``digests`` of the tables of a full build folder (part files only)."""
+    layers = {step.table: step.layer for step in SILVER_AND_GOLD}
+    con = duckdb.connect()
+    try:
+        return {t: dict(zip(("n", "h"), con.execute(
+            f"SELECT count(*) AS n, sum(hash(r))::VARCHAR AS h FROM read_parquet('{folder / layers[t] / t}/*.parquet') "
+            "AS r").fetchall()[0])) for t in DIGEST_TABLES}
+    finally:
+        con.close()
 
 
 def _timed(run: Any) -> tuple[Any, float]:
@@ -100,12 +120,14 @@ def incremental_part(args: argparse.Namespace, work: Path) -> list[dict[str, Any
     rng = np.random.default_rng(args.seed)
     known = learners
     rows = []
+    spread = "existing learners only, one session each"
     scenarios = [
         ("new learners only", 0, "none"),
         (f"new learners + a cohort of {args.active} learners", args.active, "cohort"),
         (f"new learners + {args.active} random learners", args.active, "random"),
-        ("existing learners only, one session each", None, "random"),
+        *[(f"{spread} (day {d})", None, "random") for d in range(1, args.spread_days + 1)],
     ]
+    builder = PartitionedBuilder(lake.engine, SILVER_AND_GOLD, empty_bronze=_BRONZE_SCHEMAS)  # type: ignore[arg-type]
     for day, (name, active, pick) in enumerate(scenarios):
         daily = int(round(args.daily_share * lake.current_build()["rows"]["interactions"]))  # type: ignore[index]
         if active is None:
@@ -127,18 +149,25 @@ def incremental_part(args: argparse.Namespace, work: Path) -> list[dict[str, Any
         build = lake.current_build() or {}
         counts = dict(build.get("rows", {}))
         built_incrementally = digests(lake)
-        _, full = _timed(lake.rebuild)
-        assert digests(lake) == built_incrementally, "the incremental and the full build differ"
+        # the full builds go to folders of their own: the lake keeps its incremental build (and its appended
+        # rows) for the next day, as a daily pipeline would
+        loads = sorted(m.load_id for m in lake.manifests())
+        with tempfile.TemporaryDirectory(dir=work) as full_dir:
+            _, full = _timed(lambda: builder.build(lake._bronze_files(loads), loads, Path(full_dir) / "b", full=True))
+            assert folder_digests(Path(full_dir) / "b") == built_incrementally, "the incremental and the full build differ"
         with tempfile.TemporaryDirectory(dir=work) as plain_dir:
-            sources = lake._bronze_sources(sorted(m.load_id for m in lake.manifests()))
+            sources = lake._bronze_sources(loads)
             _, plain = _timed(lambda: DuckDBEngine(memory_limit=lake.engine.memory_limit,  # type: ignore[attr-defined]
                                                    temp_dir=work / "tmp").build(sources, SILVER_AND_GOLD,
                                                                                 Path(plain_dir)))
         info = build.get("incremental") or {}
+        kind = build.get("kind")
+        if kind == "incremental":
+            kind = "append" if info.get("mode") == "append" else "parts"
         rows.append({
             "scenario": name, "lake_answers": counts.get("interactions", 0), "new_answers": report.events,
-            "learners_active": len(names), "kind": build.get("kind"),
-            "parts": f"{info.get('parts_touched', '-')}/{len(build.get('layout', {}).get('parts', [])) or '-'}",
+            "learners_active": len(names), "kind": kind,
+            "parts": f"{info.get('parts_rebuilt', '-')}/{len(build.get('layout', {}).get('parts', [])) or '-'}",
             "incremental_s": round(incremental, 2), "full_s": round(full, 2), "plain_full_s": round(plain, 2),
             "ratio_full": round(full / incremental, 1), "ratio_plain": round(plain / incremental, 1),
         })
@@ -233,6 +262,8 @@ def main() -> None:
     parser.add_argument("--lake-events", type=int, default=2_000_000, help="answers in the lake of part 1")
     parser.add_argument("--daily-share", type=float, default=0.01, help="new answers of a day, as a share of the lake")
     parser.add_argument("--active", type=int, default=100, help="existing learners answering in the mixed scenarios")
+    parser.add_argument("--spread-days", type=int, default=3,
+                        help="days on which existing learners only answer (one after the other, appended rows kept)")
     parser.add_argument("--events", type=int, default=10_000_000, help="answers in the PostgreSQL source of part 2")
     parser.add_argument("--skip-spark", action="store_true", help="part 2 without the Spark rebuild")
     parser.add_argument("--seed", type=int, default=0)
@@ -244,7 +275,7 @@ def main() -> None:
         work = Path(tmp)
         if args.part in ("incremental", "all"):
             rows = incremental_part(args, work)
-            print("\n| day's answers come from | lake answers | new answers | learners | build | parts touched "
+            print("\n| day's answers come from | lake answers | new answers | learners | build | parts rebuilt "
                   "| incremental (s) | full, parts (s) | full, one file (s) | speed-up vs parts | vs one file |")
             print("|---|---|---|---|---|---|---|---|---|---|---|")
             for r in rows:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,9 +24,11 @@ import pytest
 from knowtrace.events.catalog import Concept, Item
 from knowtrace.importers import Importer, RawEvent, Record
 from knowtrace.lake import SILVER_AND_GOLD, DuckDBEngine, Lake, TransformStep
-from knowtrace.lake import incremental, parts, schema
-from knowtrace.lake.aggregates import PARTIAL_RULES, rule_for
+from knowtrace.lake import appender, incremental, parts, schema
+from knowtrace.lake.aggregates import MERGE_RULES, PARTIAL_RULES, merge_rule_for, rule_for
 from knowtrace.lake.incremental import PartitionedBuilder
+from knowtrace.lake.learner_index import INDEX_FILE, write_learner_index
+from knowtrace.lake.overlay import Deltas, keyed_source
 
 
 class ListImporter(Importer):
@@ -66,8 +69,13 @@ def load(lake: Lake, records: list[Record], name: str, *, build: bool = True) ->
 
 
 def read_tables(folder: Path) -> dict[str, pa.Table]:
-    """Every silver/gold table under ``folder``, its part files read in name order (the order a lake reads);
-    the part files of a table have one schema (readers of the folder need it)."""
+    """Every silver/gold table under ``folder``: its part files read in name order (the order a lake reads),
+    merged with the build's appended rows when it has some; the part files of a table have one schema
+    (readers of the folder need it)."""
+    build = (folder / "silver").resolve().parent
+    info = build / "build.json"
+    layout = json.loads(info.read_text()).get("layout") if info.exists() else None
+    deltas = Deltas.from_layout(layout)
     tables = {}
     for step in SILVER_AND_GOLD:
         files = sorted((folder / step.layer / step.table).glob("*.parquet"))
@@ -75,6 +83,9 @@ def read_tables(folder: Path) -> dict[str, pa.Table]:
         schemas = {pq.read_schema(f) for f in files}
         assert len(schemas) == 1, f"{step.table}: the part files disagree on the schema: {schemas}"
         tables[step.table] = pa.concat_tables([pq.read_table(f) for f in files])
+        source = keyed_source(build, step, deltas, primary=step.table == "interactions")
+        if isinstance(source, str):  # appended rows: read as the lake reads them, in the schema of the parts
+            tables[step.table] = duckdb.sql(source).to_arrow_table().cast(tables[step.table].schema)
     return tables
 
 
@@ -256,9 +267,10 @@ def test_full_builds_when_an_incremental_one_cannot_be_trusted(lake: Lake, tmp_p
 def test_kept_parts_are_hard_links_of_the_previous_build(small_parts: None, lake: Lake) -> None:
     load(lake, [answer(None, f"h{i:02d}", "q1", 1, timestamp=day(1, i)) for i in range(20)], "base")
     before = {f.name: f.stat().st_ino for f in (lake.root / "silver" / "interactions").glob("*.parquet")}
-    load(lake, [answer(None, "h19", "q2", 0, timestamp=day(2))], "last learner")
+    # older than h19's answer: not an append, so the part holding h19 is rebuilt
+    load(lake, [answer(None, "h19", "q2", 0, timestamp=day(1, 0))], "last learner")
     build = lake.current_build()
-    assert build is not None and build["kind"] == "incremental"
+    assert build is not None and build["kind"] == "incremental" and "mode" not in build["incremental"]
     after = {f.name: f.stat().st_ino for f in (lake.root / "silver" / "interactions").glob("*.parquet")}
     kept = build["incremental"]["parts_kept"]
     assert kept == len(before) - 1 and sum(1 for name, inode in after.items() if before.get(name) == inode) == kept
@@ -313,8 +325,12 @@ def test_a_keyed_table_not_ordered_by_learner_is_built_unpartitioned(lake: Lake,
     assert "layout" not in result.info and result.counts["interactions"] == 5
 
 
-def test_partial_rules_reproduce_the_current_sql_files() -> None:
+def test_partial_and_merge_rules_reproduce_the_current_sql_files() -> None:
     for step in SILVER_AND_GOLD:
+        if step.table in MERGE_RULES:
+            assert merge_rule_for(step) is not None, (
+                f"{step.layer}_{step.table}.sql changed: update (and test) its merge rule in knowtrace.lake.aggregates; "
+                "until then loads are not appended")
         if step.table in PARTIAL_RULES:
             assert rule_for(step) is not None, (
                 f"{step.layer}_{step.table}.sql changed: update (and test) its rule in knowtrace.lake.aggregates, "
@@ -330,3 +346,63 @@ def test_a_lake_without_answers_yet_builds_in_full_then_incrementally(small_part
     assert assert_same_as_full_build(lake, tmp_path)["full_reason"] == "the previous build has no rows to keep"
     load(lake, [answer(None, "e9", "q1", 0, timestamp=day(2))], "more")
     assert assert_same_as_full_build(lake, tmp_path)["kind"] == "incremental"
+
+
+def test_days_of_new_answers_are_appended_without_rewriting_parts(small_parts: None, lake: Lake, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    learners = [f"d{i:02d}" for i in range(16)]
+    load(lake, [answer(None, learner, f"q{k % 3}", (i + k) % 2, timestamp=day(1, k), elapsed_ms=10 * k,
+                       concept_ids=["add"] if k % 2 else ["add", "mul"])
+                for i, learner in enumerate(learners) for k in range(4)], "base")
+    parts_before = {f.name: f.stat().st_ino for f in (lake.root / "gold" / "learner_sequences").glob("*.parquet")}
+    monkeypatch.setattr(appender, "MAX_DELTA_FILES", 2)  # the third day merges the delta files
+    monkeypatch.setattr(appender, "MAX_DELTA_SHARE", 1.0)
+    for d in range(2, 6):
+        # existing learners spread over every part, each answering items seen and unseen; a newcomer; one event
+        # sent twice by the same learner (the first copy stays)
+        records = [answer(f"day{d}-{learner}", learner, f"q{(d + i) % 5}", (d * i) % 2, line=i,
+                          timestamp=day(d, i % 24), elapsed_ms=d * i, concept_ids=["mul"] if i % 3 else ["geo"])
+                   for i, learner in enumerate(learners) if (i + d) % 3]
+        records += [answer(f"new-{d}", f"n{d}", "q1", 1, timestamp=day(d)),
+                    answer(f"day{d}-d01", "d01", "q4", 0, line=99, timestamp=day(d, 23))]
+        load(lake, records, f"day {d}")
+        build = assert_same_as_full_build(lake, tmp_path)
+        assert build["kind"] == "incremental" and build["incremental"]["mode"] == "append", build.get("full_reason")
+        assert build["incremental"]["parts_rebuilt"] == 0
+        files = build["layout"]["deltas"]["files"]
+        assert len(files["interactions"]) == len(files["learner_sequences"]) <= 2
+    after = {f.name: f.stat().st_ino for f in (lake.root / "gold" / "learner_sequences").glob("*.parquet")}
+    assert after == parts_before  # the parts are the first build's files
+    # the learner index the appends kept up to date is the one a build computes from the whole of silver
+    con = lake.connect()
+    index = lake.layout.silver.resolve().parent / INDEX_FILE
+    kept = con.sql(f"SELECT * FROM read_parquet('{index}') ORDER BY tenant, learner_id").to_arrow_table()
+    write_learner_index(con, tmp_path / "index")
+    fresh = con.sql(f"SELECT * FROM read_parquet('{tmp_path / 'index' / INDEX_FILE}') ORDER BY tenant, learner_id")
+    assert kept.num_rows == 20 and kept.to_pylist() == fresh.to_arrow_table().to_pylist()
+    con.close()
+    assert sum(b.num_rows for b in lake.scan("interactions", batch_rows=7)) == build["rows"]["interactions"]
+    assert sorted(r["learner_id"] for b in lake.scan("learner_sequences", columns=["learner_id"])
+                  for r in b.to_pylist()) == sorted(lake.table("learner_sequences").column("learner_id").to_pylist())
+
+    # an answer older than its learner's last is not an append: the build folds the appended rows back in
+    load(lake, [answer("late", "d03", "q1", 1, timestamp=day(1, 1))], "late answer")
+    late = assert_same_as_full_build(lake, tmp_path)
+    assert late["kind"] == "full" and "appended rows" in late["full_reason"] and "deltas" not in late["layout"]
+    load(lake, [answer("again", "d03", "q2", 1, timestamp=day(9))], "after the fold")
+    assert assert_same_as_full_build(lake, tmp_path)["incremental"]["mode"] == "append"
+
+
+def test_appends_stop_at_their_share_or_at_another_learners_event_id(small_parts: None, lake: Lake,
+                                                                     tmp_path: Path) -> None:
+    load(lake, [answer(f"b{i}", f"a{i:02d}", "q1", i % 2, timestamp=day(1, i)) for i in range(12)], "base")
+    load(lake, [answer("x1", "a01", "q2", 1, timestamp=day(2))], "small")
+    assert assert_same_as_full_build(lake, tmp_path)["incremental"]["mode"] == "append"
+    # the id of a02's answer, sent for a05: the learners are tied, not an append
+    load(lake, [answer("b2", "a05", "q2", 1, timestamp=day(3))], "foreign id")
+    build = assert_same_as_full_build(lake, tmp_path)
+    assert build["kind"] == "full" and "event id of an earlier answer" in build["full_reason"]
+    load(lake, [answer(None, f"a{i:02d}", "q3", 1, timestamp=day(4, i)) for i in range(4)], "a third of the lake")
+    build = assert_same_as_full_build(lake, tmp_path)
+    assert build["kind"] == "incremental" and "mode" not in build["incremental"]  # the parts of a00..a03 rebuilt
+    assert f"over {appender.MAX_DELTA_SHARE:.0%}" in build["incremental"]["not_appended"]

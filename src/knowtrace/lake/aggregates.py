@@ -13,16 +13,23 @@ integers are their summed sum over their summed count, as DuckDB computes them (
 double(count)``); medians are taken over the same values. One exception: an average of floating
 point numbers (``mean_score``) sums in another order, so it may differ in the last bits -- as two
 multi-threaded runs of the SQL file may.
+
+Append builds (``knowtrace.lake.appender``) add the new answers of learners as one more unit: its partial
+rows come from ``append_partial``, run over the new answers (``interactions``) and what the same learners
+answered before (``earlier_items``: tenant, learner_id, item_id; ``earlier_concepts``: tenant,
+learner_id, concept_id; distinct rows), so that a learner already counted for an item or a concept by
+another unit is not counted twice.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 from knowtrace.lake.transforms import TransformStep
 
-__all__ = ["PARTIAL_RULES", "PartialRule", "rule_for"]
+__all__ = ["MERGE_RULES", "PARTIAL_RULES", "MergeRule", "PartialRule", "merge_rule_for", "rule_for"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,17 @@ class PartialRule:
     partial: str
     combine: str | None = None
     reduced_input: str | None = None
+    append_partial: str | None = None
 
 
-PARTIAL_RULES: dict[str, PartialRule] = {
-    rule.table: rule for rule in (
+_Rule = TypeVar("_Rule", "PartialRule", "MergeRule")
+
+
+def _by_table(*rules: _Rule) -> dict[str, _Rule]:
+    return {rule.table: rule for rule in rules}
+
+
+PARTIAL_RULES: dict[str, PartialRule] = _by_table(
         PartialRule(
             table="items",
             sql_sha256="601a1451ab8254c8dce81b2a3d148763f17abc1bde401dd3b1d998300c904e28",
@@ -54,6 +68,11 @@ PARTIAL_RULES: dict[str, PartialRule] = {
                 GROUP BY __part, tenant, item_id""",
             # the item catalog reads answers only for the set of concepts of each item
             reduced_input="SELECT tenant, item_id, concept_ids FROM __partials",
+            # sets only: the new answers' sets unite with the others
+            append_partial="""
+                SELECT __part, tenant, item_id, list_sort(list_distinct(flatten(list(concept_ids)))) AS concept_ids
+                FROM (SELECT DISTINCT __part, tenant, item_id, concept_ids FROM interactions) AS distinct_lists
+                GROUP BY __part, tenant, item_id""",
         ),
         PartialRule(
             table="item_stats",
@@ -83,6 +102,21 @@ PARTIAL_RULES: dict[str, PartialRule] = {
                 FROM __partials
                 GROUP BY tenant, item_id
                 ORDER BY tenant, item_id""",
+            append_partial="""
+                SELECT __part, tenant, item_id,
+                    count(*) AS n_answers,
+                    count(DISTINCT learner_id) FILTER (WHERE NOT __seen) AS n_learners,
+                    sum(correct) AS sum_correct, count(correct) AS n_correct,
+                    sum(score) AS sum_score, count(score) AS n_score,
+                    sum(correct) FILTER (WHERE coalesce(attempt, 1) = 1) AS first_sum_correct,
+                    count(correct) FILTER (WHERE coalesce(attempt, 1) = 1) AS first_n_correct,
+                    list(elapsed_ms) FILTER (WHERE elapsed_ms IS NOT NULL) AS elapsed_ms
+                FROM (SELECT answers.*, seen.item_id IS NOT NULL AS __seen
+                      FROM interactions AS answers
+                      LEFT JOIN earlier_items AS seen
+                      ON seen.tenant = answers.tenant AND seen.learner_id = answers.learner_id
+                         AND seen.item_id = answers.item_id) AS marked
+                GROUP BY __part, tenant, item_id""",
         ),
         PartialRule(
             table="concept_stats",
@@ -107,9 +141,58 @@ PARTIAL_RULES: dict[str, PartialRule] = {
                 FROM __partials
                 GROUP BY tenant, concept_id
                 ORDER BY tenant, concept_id""",
+            append_partial="""
+                SELECT __part, tenant, concept_id,
+                    count(*) AS n_answers,
+                    count(DISTINCT learner_id) FILTER (WHERE NOT __seen) AS n_learners,
+                    list(DISTINCT item_id) AS item_ids,
+                    sum(correct) AS sum_correct, count(correct) AS n_correct
+                FROM (SELECT tagged.*, seen.concept_id IS NOT NULL AS __seen
+                      FROM (SELECT __part, tenant, learner_id, item_id, correct, unnest(concept_ids) AS concept_id
+                            FROM interactions) AS tagged
+                      LEFT JOIN earlier_concepts AS seen
+                      ON seen.tenant = tagged.tenant AND seen.learner_id = tagged.learner_id
+                         AND seen.concept_id = tagged.concept_id) AS marked
+                GROUP BY __part, tenant, concept_id""",
         ),
-    )
-}
+)
+
+
+@dataclass(frozen=True)
+class MergeRule:
+    """How rows of a keyed table computed from successive slices of its learners' answers combine into the
+    row a full build gives (``knowtrace.lake.overlay``): ``merge`` is SQL over ``__chunks`` (the rows, each
+    with ``__chunk``, the order of its slice) giving one row per learner, columns in the table's order."""
+
+    table: str
+    sql_sha256: str
+    merge: str
+
+
+MERGE_RULES: dict[str, MergeRule] = _by_table(
+        MergeRule(
+            table="learner_sequences",
+            sql_sha256="f4c2792c4f6b71f9f4095578a792bf66351b3e89c102e49498c50a5c4248cc57",
+            # counts and sums add up (sum of a slice without a known outcome is NULL, as over all answers);
+            # lists ordered by position are the slices' lists one after the other
+            merge="""
+                SELECT tenant, learner_id,
+                    sum(n_answers)::BIGINT AS n_answers,
+                    sum(n_correct) AS n_correct,
+                    flatten(list(item_ids ORDER BY __chunk)) AS item_ids,
+                    flatten(list(corrects ORDER BY __chunk)) AS corrects,
+                    flatten(list(concept_ids ORDER BY __chunk)) AS concept_ids,
+                    min(first_timestamp) AS first_timestamp,
+                    max(last_timestamp) AS last_timestamp
+                FROM __chunks
+                GROUP BY tenant, learner_id""",
+        ),
+)
+
+
+def merge_rule_for(step: TransformStep) -> MergeRule | None:
+    """The merge rule of ``step``'s table, if it reproduces ``step``'s current SQL."""
+    return _current(MERGE_RULES, step)
 
 
 def sql_sha256(step: TransformStep) -> str:
@@ -118,7 +201,9 @@ def sql_sha256(step: TransformStep) -> str:
 
 def rule_for(step: TransformStep) -> PartialRule | None:
     """The rule of ``step``'s table, if it reproduces ``step``'s current SQL."""
-    rule = PARTIAL_RULES.get(step.table)
-    if rule is None or rule.sql_sha256 != sql_sha256(step):
-        return None
-    return rule
+    return _current(PARTIAL_RULES, step)
+
+
+def _current(rules: dict[str, _Rule], step: TransformStep) -> _Rule | None:
+    rule = rules.get(step.table)
+    return rule if rule is not None and rule.sql_sha256 == sql_sha256(step) else None

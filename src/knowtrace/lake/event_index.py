@@ -33,11 +33,13 @@ Key = tuple[str, str]
 
 @dataclass
 class IndexUpdate:
-    """What indexing a build's new loads found: their learners, and every group of learners tied by an event id."""
+    """What indexing a build's new loads found: their learners, every group of learners tied by an event id,
+    and how many new rows carry the event id of an earlier row (``old_hits``; a hash collision counts too)."""
 
     new_learners: set[Key] = field(default_factory=set)
     new_rows: int = 0
     tied: list[list[Key]] = field(default_factory=list)
+    old_hits: int = 0
 
 
 def _files_sql(files: Sequence[Path]) -> str:
@@ -127,6 +129,10 @@ class EventIndex:
             hits = (f"SELECT k, tenant, learner_id FROM read_parquet({_files_sql(old_chunks)}) "
                     "WHERE k IN (SELECT k FROM __kt_new)") if old_chunks else \
                 "SELECT * FROM __kt_new WHERE FALSE"
+            if old_chunks:
+                update.old_hits = int(con.execute(
+                    f"SELECT count(*) FROM __kt_new WHERE k IN (SELECT k FROM read_parquet({_files_sql(old_chunks)}))"
+                ).fetchall()[0][0])
             shared_sql = f"""
                 SELECT DISTINCT k, tenant, learner_id FROM (
                     SELECT * FROM __kt_shared_old

@@ -29,10 +29,13 @@ import pyarrow as pa
 
 from knowtrace.exceptions import LakeError
 from knowtrace.lake.aggregates import PartialRule, rule_for
+from knowtrace.lake.appender import append_build
 from knowtrace.lake.engine import DuckDBEngine, register_source
 from knowtrace.lake.event_index import EventIndex
 from knowtrace.lake.files import link_or_copy, quote_path
-from knowtrace.lake.part_writer import NotOrderedByLearner, Piece, write_by_domains, write_cut
+from knowtrace.lake.learner_index import write_learner_index
+from knowtrace.lake.overlay import Deltas, keyed_source
+from knowtrace.lake.part_writer import NotOrderedByLearner, Piece, write_cut, write_per_part
 from knowtrace.lake.parts import Key, Part, interval_filters, part_of, runs_of, target_part_rows
 from knowtrace.lake.transforms import SILVER_AND_GOLD, TransformStep
 
@@ -197,6 +200,8 @@ class PartitionedBuilder:
                 for step in self.keyed:
                     on_step(step, counts[step.table])
             counts |= self._write_others(con, out, on_step, partials=None)
+            self._register_keyed_files(con, out)
+            write_learner_index(con, out)
             index_info = self._full_index(con, bronze, loads, out, previous, silver_rows=counts[self.keyed[0].table])
         finally:
             con.close()
@@ -247,6 +252,12 @@ class PartitionedBuilder:
             by_load = bronze.get("interactions", {})
             new_chunk = index.add_chunk([f for load in new_loads for f in by_load.get(load, ())])
             update, shared_rows = index.update_shared(previous.folder, new_chunk)
+            appended = append_build(self, con, bronze, loads, new_loads, out, previous, update, index, shared_rows,
+                                    on_step)
+            if not isinstance(appended, str):
+                return appended
+            if Deltas.from_layout(layout):
+                return f"not an append ({appended}) and the previous build holds appended rows"
             touched = {part_of(parts, key) for key in update.new_learners}
             touched = self._close_over_ties(parts, touched, update.tied)
             old_rows = sum(p.rows[first] for p in parts)
@@ -276,13 +287,16 @@ class PartitionedBuilder:
                 self._write_keyed(con, out, [(None, None)], part_rows)  # no rows left: empty files
             fresh = [j for j, origin in enumerate(origins) if origin is None]
             partials = self._write_partials(con, new_parts, fresh, out)
-            partials = self._carry_partials(con, previous, layout["partials"], partials, new_parts, out)
+            partials = self._carry_partials(con, previous, layout["partials"], partials, {p.uid for p in new_parts},
+                                            out)
             counts = {step.table: sum(p.rows[step.table] for p in new_parts) for step in self.keyed}
             self._register_keyed_files(con, out)
             if on_step is not None:
                 for step in self.keyed:
                     on_step(step, counts[step.table])
             counts |= self._write_others(con, out, on_step, partials=partials)
+            self._register_keyed_files(con, out)
+            write_learner_index(con, out)
             index.compact()
         finally:
             con.close()
@@ -290,6 +304,7 @@ class PartitionedBuilder:
         return BuildResult(self._ordered(counts), {
             "kind": "incremental",
             "incremental": {"from_build": previous.info.get("build_id"), "new_loads": len(new_loads),
+                            "not_appended": appended,
                             "parts_rebuilt": len(new_parts) - kept_parts, "parts_kept": kept_parts,
                             "parts_touched": len(touched), "rows_recomputed": sum(rows[first] for _, rows in pieces)},
             "layout": self._layout(new_parts, part_rows, index.info(shared_rows), partials)})
@@ -364,7 +379,7 @@ class PartitionedBuilder:
                      segments: Sequence[tuple[Key | None, Key | None]], part_rows: int) -> list[tuple[Piece, dict[str, int]]]:
         """Run the keyed steps over the (restricted) bronze rows and write them as parts numbered from 0 under
         ``folder``: the first table cut into parts of about ``part_rows`` rows within ``segments``, the others
-        by the same key ranges. Returns each part with its rows per table."""
+        computed part by part from the first table's parts. Returns each part with its rows per table."""
         primary, *others = self.keyed
         try:
             pieces = write_cut(con, primary.sql, primary.table, segments, part_rows,
@@ -374,19 +389,14 @@ class PartitionedBuilder:
             files = [_part_file(folder, primary, n) for n in range(len(pieces))]
             register_source(con, primary.table, files)
             rows = [{primary.table: piece.rows} for piece in pieces]
-            domains = []
-            for n, piece in enumerate(pieces):
-                following = pieces[n + 1] if n + 1 < len(pieces) else None
-                if following is not None and following.segment == piece.segment:
-                    domains.append((piece.lo, following.lo))
-                else:
-                    domains.append((piece.lo, segments[piece.segment][1]))
-            for step in others:
-                written = write_by_domains(con, step.sql, step.table, domains,
-                                           lambda n, step=step: _part_file(folder, step, n))  # type: ignore[misc]
-                register_source(con, step.table, [_part_file(folder, step, n) for n in range(len(pieces))])
+            for step in others:  # part by part: a learner's rows depend on their rows of the first table only
+                written = write_per_part(con, step.sql, primary.table, files,
+                                         lambda n, step=step: _part_file(folder, step, n))  # type: ignore[misc]
                 for counts, n_rows in zip(rows, written):
                     counts[step.table] = n_rows
+            register_source(con, primary.table, files)
+            for step in others:
+                register_source(con, step.table, [_part_file(folder, step, n) for n in range(len(pieces))])
         except NotOrderedByLearner as exc:
             raise _Unpartitionable(str(exc)) from exc
         return list(zip(pieces, rows))
@@ -401,7 +411,7 @@ class PartitionedBuilder:
 
     def _write_others(self, con: duckdb.DuckDBPyConnection, out: Path,
                       on_step: Callable[[TransformStep, int], None] | None,
-                      partials: Mapping[str, list[dict[str, Any]]] | None) -> dict[str, int]:
+                      partials: Mapping[str, list[dict[str, Any]]] | None, deltas: Deltas | None = None) -> dict[str, int]:
         """Write the aggregate tables: by their SQL files, or (``partials`` given) from the parts' partial
         rows for the tables with a rule."""
         counts = {}
@@ -425,16 +435,20 @@ class PartitionedBuilder:
                     sql = rule.combine or ""
             con.execute(f"COPY ({sql}) TO '{quote_path(file)}' ({_WRITE})")
             if rule is not None and rule.reduced_input is not None:
-                self._register_keyed_files(con, out)
+                self._register_keyed_files(con, out, deltas)
             register_source(con, step.table, [file])
             counts[step.table] = int(con.execute(f"SELECT count(*) FROM {step.table}").fetchone()[0])  # type: ignore[index]
             if on_step is not None:
                 on_step(step, counts[step.table])
         return counts
 
-    def _register_keyed_files(self, con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    def _register_keyed_files(self, con: duckdb.DuckDBPyConnection, out: Path, deltas: Deltas | None = None) -> None:
         for step in self.keyed:
-            register_source(con, step.table, sorted((out / step.layer / step.table).glob("*.parquet")))
+            source = keyed_source(out, step, deltas or Deltas(), primary=step is self.keyed[0])
+            if isinstance(source, str):
+                con.execute(f"CREATE OR REPLACE VIEW {step.table} AS {source}")
+            else:
+                register_source(con, step.table, source)
 
     # -- partial rows of the aggregate tables ---------------------------------------------------------
 
@@ -463,9 +477,9 @@ class PartitionedBuilder:
 
     def _carry_partials(self, con: duckdb.DuckDBPyConnection, previous: PreviousBuild,
                         old: Mapping[str, list[dict[str, Any]]], written: dict[str, list[dict[str, Any]]],
-                        parts: Sequence[Part], out: Path) -> dict[str, list[dict[str, Any]]]:
-        """Link the previous build's partial files that hold kept parts; merge them when there are too many."""
-        alive = {p.uid for p in parts}
+                        alive: set[str], out: Path) -> dict[str, list[dict[str, Any]]]:
+        """Link the previous build's partial files that hold units still alive (kept parts, appended rows);
+        merge them when there are too many."""
         for table in self.rules:
             entries = []
             for entry in old.get(table, []):
@@ -492,8 +506,11 @@ class PartitionedBuilder:
         return {step.table: counts[step.table] for step in self.steps}
 
     def _layout(self, parts: Sequence[Part], part_rows: int, index: dict[str, Any],
-                partials: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
-        return {"version": LAYOUT_VERSION, "signature": self.signature, "duckdb": duckdb.__version__,
-                "keyed": [s.table for s in self.keyed], "part_rows": part_rows,
-                "parts": [p.to_json() for p in parts], "index": index, "partials": dict(partials)}
+                partials: Mapping[str, list[dict[str, Any]]], deltas: Deltas | None = None) -> dict[str, Any]:
+        layout = {"version": LAYOUT_VERSION, "signature": self.signature, "duckdb": duckdb.__version__,
+                  "keyed": [s.table for s in self.keyed], "part_rows": part_rows,
+                  "parts": [p.to_json() for p in parts], "index": index, "partials": dict(partials)}
+        if deltas:
+            layout["deltas"] = deltas.to_json()
+        return layout
 

@@ -30,6 +30,7 @@ from knowtrace.lake.engine import DuckDBEngine, Engine, register_source
 from knowtrace.lake.incremental import PartitionedBuilder, PreviousBuild
 from knowtrace.lake.layout import BRONZE_TABLES, LakeLayout, resolve_lake_path
 from knowtrace.lake.settings import LakeSettings
+from knowtrace.lake.overlay import Deltas, keyed_source
 from knowtrace.lake.manifest import LoadManifest, fingerprint_input, new_load_id, read_manifests, write_json_atomic
 from knowtrace.lake.transforms import SILVER_AND_GOLD, TransformStep
 from knowtrace.lake.writer import StagedTableWriter
@@ -176,18 +177,27 @@ class Lake:
         ``item_stats``, ``concept_stats`` (gold); ``bronze_interactions``, ``bronze_items``,
         ``bronze_concepts``, ``quarantine`` (committed loads only); ``loads`` (manifests).
         """
+        return self._connect(ordered=True)
+
+    def _connect(self, *, ordered: bool) -> duckdb.DuckDBPyConnection:
         con = self.engine.connect() if isinstance(self.engine, DuckDBEngine) else duckdb.connect()
         committed = [m.load_id for m in self.manifests()]
         for name, source in self._bronze_sources(committed).items():
             register_source(con, name, source)
         register_source(con, "quarantine", self._load_files(self.layout.quarantine, committed, schema.QUARANTINE))
         build = self.current_build()
+        deltas = Deltas.from_layout((build or {}).get("layout"))
+        keyed = (build or {}).get("layout", {}).get("keyed", [])
         for table, step in _VIEWS.items():
-            if build is not None:
-                files = sorted((self.root / step.layer / table).glob("*.parquet"))
-                register_source(con, table, files)
-            else:
+            if build is None:
                 register_source(con, table, self._empty_build_table(step))
+                continue
+            source = keyed_source(self.layout.silver.resolve().parent, step, deltas, primary=bool(keyed) and
+                                  table == keyed[0], ordered=ordered)
+            if isinstance(source, str):
+                con.execute(f"CREATE OR REPLACE VIEW {table} AS {source}")
+            else:
+                register_source(con, table, source)
         loads = pa.Table.from_pylist([m.model_dump(mode="json") | {"options": json.dumps(m.options)}
                                       for m in self.manifests()]) if committed else pa.table({"load_id": pa.array([], pa.string())})
         register_source(con, "loads", loads)
@@ -209,6 +219,22 @@ class Lake:
             raise LakeError(f"no lake table {name!r}")
         table = self.query(f"SELECT * FROM {name}")
         return table.cast(schema.SILVER_INTERACTIONS) if name == "interactions" else table
+
+    def scan(self, name: str, *, columns: list[str] | None = None, batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
+        """Stream a lake table (e.g. ``learner_sequences``) in record batches of at most ``batch_rows`` rows,
+        in bounded memory and in no particular order."""
+        if name not in _VIEWS and name not in {"quarantine", *(f"bronze_{t}" for t in BRONZE_TABLES)}:
+            raise LakeError(f"no lake table {name!r}")
+        selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        con = self._connect(ordered=False)
+        try:
+            con.execute("SET preserve_insertion_order = false")  # lets DuckDB stream instead of buffering
+            reader = con.sql(f"SELECT {selected} FROM {name}").to_arrow_reader(batch_rows)
+            yield from reader
+        except duckdb.Error as exc:
+            raise QueryError(f"reading {name} failed: {exc}") from exc
+        finally:
+            con.close()
 
     def concept_graph(self, tenant: str | None = None) -> ConceptGraph | None:
         """The prerequisite graph of ``tenant``'s concepts (of the only tenant when None; None if several)."""

@@ -21,7 +21,7 @@ from knowtrace.exceptions import LakeError
 from knowtrace.lake.files import quote_path
 from knowtrace.lake.parts import Key
 
-__all__ = ["NotOrderedByLearner", "Piece", "write_by_domains", "write_cut"]
+__all__ = ["NotOrderedByLearner", "Piece", "write_cut", "write_per_part"]
 
 _BATCH_ROWS = 65_536
 _WRITE = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
@@ -144,47 +144,16 @@ def write_cut(con: duckdb.DuckDBPyConnection, sql: str, table: str, segments: Se
     return pieces
 
 
-def write_by_domains(con: duckdb.DuckDBPyConnection, sql: str, table: str,
-                     domains: Sequence[tuple[Key | None, Key | None]], file_of: Callable[[int], Path]) -> list[int]:
-    """Write the rows of ``sql`` as one file per key interval of ``domains`` (in order, every row in one);
-    returns the rows per file."""
-    stream = _Stream(con, sql, table)
-    writer = con.cursor()
-    rows = [0] * len(domains)
-    pending: list[pa.RecordBatch] = []
-    current = 0
-    written = 0
-
-    def flush_until(target: int) -> None:
-        nonlocal pending, written
-        while written < target:
-            stream.write(writer, pending, file_of(written))
-            pending = []
-            written += 1
-
-    try:
-        for batch, starts in stream.batches():
-            taken = 0
-            for row, key in starts:
-                target = current
-                while domains[target][1] is not None and key >= domains[target][1]:
-                    target += 1
-                    if target >= len(domains):
-                        raise LakeError(f"internal error: {table} has learner {key} after every part")
-                lo = domains[target][0]
-                if lo is not None and key < lo:
-                    raise LakeError(f"internal error: {table} has learner {key} outside the parts")
-                if target != current:
-                    if row > taken:
-                        pending.append(batch.slice(taken, row - taken))
-                        rows[current] += row - taken
-                        taken = row
-                    flush_until(target)
-                    current = target
-            if taken < batch.num_rows:
-                pending.append(batch.slice(taken))
-                rows[current] += batch.num_rows - taken
-        flush_until(len(domains))
-    finally:
-        writer.close()
+def write_per_part(con: duckdb.DuckDBPyConnection, sql: str, primary: str, primary_files: Sequence[Path],
+                   file_of: Callable[[int], Path]) -> list[int]:
+    """Write ``sql`` once per part: with the view ``primary`` holding part ``n``'s rows only, its rows go to
+    ``file_of(n)``; returns the rows per file. Exact for a keyed table whose rows of a learner depend on
+    that learner's rows of ``primary`` only, and bounded in memory by the size of a part."""
+    rows = []
+    for n, part in enumerate(primary_files):
+        file = file_of(n)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"CREATE OR REPLACE VIEW {primary} AS SELECT * FROM read_parquet('{quote_path(part)}')")
+        con.execute(f"COPY ({sql}) TO '{quote_path(file)}' ({_WRITE})")
+        rows.append(int(con.execute(f"SELECT count(*) FROM read_parquet('{quote_path(file)}')").fetchall()[0][0]))
     return rows
