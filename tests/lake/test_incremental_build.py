@@ -24,10 +24,10 @@ import pytest
 from knowtrace.events.catalog import Concept, Item
 from knowtrace.importers import Importer, RawEvent, Record
 from knowtrace.lake import SILVER_AND_GOLD, DuckDBEngine, Lake, TransformStep
-from knowtrace.lake import appender, incremental, parts, schema
+from knowtrace.lake import appender, incremental, learner_index, parts, schema
 from knowtrace.lake.aggregates import MERGE_RULES, PARTIAL_RULES, merge_rule_for, rule_for
 from knowtrace.lake.incremental import PartitionedBuilder
-from knowtrace.lake.learner_index import INDEX_FILE, write_learner_index
+from knowtrace.lake.learner_index import index_files, index_sql, write_learner_index
 from knowtrace.lake.overlay import Deltas, keyed_source
 
 
@@ -357,6 +357,7 @@ def test_days_of_new_answers_are_appended_without_rewriting_parts(small_parts: N
     parts_before = {f.name: f.stat().st_ino for f in (lake.root / "gold" / "learner_sequences").glob("*.parquet")}
     monkeypatch.setattr(appender, "MAX_DELTA_FILES", 2)  # the third day merges the delta files
     monkeypatch.setattr(appender, "MAX_DELTA_SHARE", 1.0)
+    monkeypatch.setattr(learner_index, "MAX_INDEX_FILES", 2)
     for d in range(2, 6):
         # existing learners spread over every part, each answering items seen and unseen; a newcomer; one event
         # sent twice by the same learner (the first copy stays)
@@ -375,10 +376,11 @@ def test_days_of_new_answers_are_appended_without_rewriting_parts(small_parts: N
     assert after == parts_before  # the parts are the first build's files
     # the learner index the appends kept up to date is the one a build computes from the whole of silver
     con = lake.connect()
-    index = lake.layout.silver.resolve().parent / INDEX_FILE
-    kept = con.sql(f"SELECT * FROM read_parquet('{index}') ORDER BY tenant, learner_id").to_arrow_table()
-    write_learner_index(con, tmp_path / "index")
-    fresh = con.sql(f"SELECT * FROM read_parquet('{tmp_path / 'index' / INDEX_FILE}') ORDER BY tenant, learner_id")
+    folder = lake.layout.silver.resolve().parent
+    kept = con.sql(f"SELECT * FROM ({index_sql(folder, index_files(build['layout']))}) AS i "
+                   "ORDER BY tenant, learner_id").to_arrow_table()
+    write_learner_index(con, tmp_path)
+    fresh = con.sql(f"SELECT * FROM ({index_sql(tmp_path, ['index.parquet'])}) AS i ORDER BY tenant, learner_id")
     assert kept.num_rows == 20 and kept.to_pylist() == fresh.to_arrow_table().to_pylist()
     con.close()
     assert sum(b.num_rows for b in lake.scan("interactions", batch_rows=7)) == build["rows"]["interactions"]

@@ -32,7 +32,7 @@ import pyarrow as pa
 from knowtrace.lake.aggregates import merge_rule_for
 from knowtrace.lake.event_index import EventIndex, IndexUpdate
 from knowtrace.lake.files import link_or_copy, quote_path
-from knowtrace.lake.learner_index import INDEX_FILE, update_learner_index
+from knowtrace.lake.learner_index import index_files, index_sql, update_learner_index
 from knowtrace.lake.overlay import Deltas, chunks_sql, delta_file, key_order, keyed_source, merge_rule
 from knowtrace.lake.parts import Part
 from knowtrace.lake.transforms import TransformStep
@@ -107,9 +107,10 @@ def append_build(builder: PartitionedBuilder, con: duckdb.DuckDBPyConnection, br
             _merge_deltas(con, out, step, new_deltas, primary=step is primary)
         new_deltas.units.append(f"{out.name}:append")
         partials = _append_partials(builder, con, out, new_deltas.units[-1])
-        update_learner_index(con, previous.folder, out, "__kt_added")
+        learner_index = update_learner_index(con, previous.folder, index_files(layout), out,
+                                             "(SELECT * EXCLUDE (last) FROM __kt_learners)", "__kt_added")
     else:
-        link_or_copy(previous.folder / INDEX_FILE, out / INDEX_FILE)
+        learner_index = update_learner_index(con, previous.folder, index_files(layout), out)
     alive = {p.uid for p in parts} | set(new_deltas.units)
     partials = builder._carry_partials(con, previous, layout["partials"], partials, alive, out)
     builder._register_bronze(con, bronze, loads, skip=("interactions",))
@@ -129,7 +130,8 @@ def append_build(builder: PartitionedBuilder, con: duckdb.DuckDBPyConnection, br
         "incremental": {"mode": "append", "from_build": previous.info.get("build_id"), "new_loads": len(new_loads),
                         "learners": learners, "learners_known": known, "rows_appended": added,
                         "parts_touched": 0, "parts_rebuilt": 0, "parts_kept": len(parts)},
-        "layout": builder._layout(parts, int(layout["part_rows"]), index.info(shared_rows), partials, new_deltas)})
+        "layout": builder._layout(parts, int(layout["part_rows"]), index.info(shared_rows), partials, new_deltas,
+                                  learner_index)})
 
 
 def _recompute(con: duckdb.DuckDBPyConnection, bronze: BronzeFiles, new_loads: Sequence[str],
@@ -141,9 +143,9 @@ def _recompute(con: duckdb.DuckDBPyConnection, bronze: BronzeFiles, new_loads: S
     new_files = [f for load in new_loads for f in bronze.get("interactions", {}).get(load, ())]
     con.register("__kt_touched_arrow", pa.table({"tenant": [k[0] for k in update.new_learners],
                                                  "learner_id": [k[1] for k in update.new_learners]}))
+    index = index_sql(previous.folder, index_files(previous.info["layout"]))
     con.execute(f"""CREATE OR REPLACE TEMP TABLE __kt_learners AS
-        SELECT * FROM read_parquet('{quote_path(previous.folder / INDEX_FILE)}')
-        SEMI JOIN __kt_touched_arrow USING (tenant, learner_id)""")
+        SELECT * FROM ({index}) AS current SEMI JOIN __kt_touched_arrow USING (tenant, learner_id)""")
     con.execute("CREATE OR REPLACE TEMP VIEW __kt_last AS SELECT tenant, learner_id, position, unnest(last) "
                 "FROM __kt_learners")
     con.execute("CREATE OR REPLACE TEMP VIEW __kt_earlier_items AS "
@@ -176,7 +178,7 @@ def _recompute(con: duckdb.DuckDBPyConnection, bronze: BronzeFiles, new_loads: S
 
 def _why_not(builder: PartitionedBuilder, update: IndexUpdate, parts: Sequence[Part], deltas: Deltas,
              primary: TransformStep, previous: PreviousBuild) -> str | None:
-    if not (previous.folder / INDEX_FILE).exists():
+    if not index_files(previous.info["layout"]):
         return "the previous build has no learner index"
     if update.old_hits:
         return f"{update.old_hits} new answers carry the event id of an earlier answer"

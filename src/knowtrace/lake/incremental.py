@@ -201,13 +201,13 @@ class PartitionedBuilder:
                     on_step(step, counts[step.table])
             counts |= self._write_others(con, out, on_step, partials=None)
             self._register_keyed_files(con, out)
-            write_learner_index(con, out)
+            learner_index = write_learner_index(con, out)
             index_info = self._full_index(con, bronze, loads, out, previous, silver_rows=counts[self.keyed[0].table])
         finally:
             con.close()
         return BuildResult(self._ordered(counts), {
             "kind": "full", "full_reason": reason,
-            "layout": self._layout(parts, part_rows, index_info, partials)})
+            "layout": self._layout(parts, part_rows, index_info, partials, learner_index=learner_index)})
 
     def _unpartitioned(self, bronze: BronzeFiles, loads: Sequence[str], out: Path,
                        on_step: Callable[[TransformStep, int], None] | None, reason: str) -> BuildResult:
@@ -296,7 +296,7 @@ class PartitionedBuilder:
                     on_step(step, counts[step.table])
             counts |= self._write_others(con, out, on_step, partials=partials)
             self._register_keyed_files(con, out)
-            write_learner_index(con, out)
+            learner_index = write_learner_index(con, out)
             index.compact()
         finally:
             con.close()
@@ -307,7 +307,8 @@ class PartitionedBuilder:
                             "not_appended": appended,
                             "parts_rebuilt": len(new_parts) - kept_parts, "parts_kept": kept_parts,
                             "parts_touched": len(touched), "rows_recomputed": sum(rows[first] for _, rows in pieces)},
-            "layout": self._layout(new_parts, part_rows, index.info(shared_rows), partials)})
+            "layout": self._layout(new_parts, part_rows, index.info(shared_rows), partials,
+                                   learner_index=learner_index)})
 
     @staticmethod
     def _assemble(parts: Sequence[Part], runs: Sequence[tuple[int, int]], pieces: Sequence[tuple[Piece, dict[str, int]]],
@@ -506,11 +507,14 @@ class PartitionedBuilder:
         return {step.table: counts[step.table] for step in self.steps}
 
     def _layout(self, parts: Sequence[Part], part_rows: int, index: dict[str, Any],
-                partials: Mapping[str, list[dict[str, Any]]], deltas: Deltas | None = None) -> dict[str, Any]:
+                partials: Mapping[str, list[dict[str, Any]]], deltas: Deltas | None = None,
+                learner_index: Sequence[str] = ()) -> dict[str, Any]:
         layout = {"version": LAYOUT_VERSION, "signature": self.signature, "duckdb": duckdb.__version__,
                   "keyed": [s.table for s in self.keyed], "part_rows": part_rows,
                   "parts": [p.to_json() for p in parts], "index": index, "partials": dict(partials)}
         if deltas:
             layout["deltas"] = deltas.to_json()
+        if learner_index:
+            layout["learner_index"] = list(learner_index)
         return layout
 
