@@ -187,13 +187,22 @@ print(json.dumps({"rc": rc, "seconds": time.perf_counter() - started,
 """
 
 
-def measure(command: list[str], stdout: Path, env: dict[str, str]) -> dict[str, Any]:
-    """Run ``command`` in a child of a fresh process, so that ``ru_maxrss`` is that command's alone."""
-    result = subprocess.run([sys.executable, "-c", _MEASURE, str(stdout), *command], capture_output=True, text=True,
-                            env=env, check=True)
+def measure(command: list[str], stdout: Path, env: dict[str, str], *, may_fail: bool = False) -> dict[str, Any]:
+    """Run ``command`` in a child of a fresh process, so that ``ru_maxrss`` is that command's alone; print the
+    measurement at once (a later step may take long or fail). Its stderr goes to ``stdout`` + ``.err``."""
+    err = stdout.with_name(stdout.name + ".err")
+    with err.open("w") as stderr:
+        result = subprocess.run([sys.executable, "-c", _MEASURE, str(stdout), *command], stdout=subprocess.PIPE,
+                                stderr=stderr, text=True, env=env, check=True)
     info = json.loads(result.stdout)
+    print(f"  measured {' '.join(command[2:5])}: {json.dumps(info)}", file=sys.stderr, flush=True)
     if info["rc"] != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({info['rc']}):\n{result.stderr[-3000:]}")
+        tail = err.read_text(errors="replace")
+        causes = [line for line in tail.splitlines() if "Caused by" in line or "Error" in line][:5]
+        message = f"{' '.join(command)} failed ({info['rc']}):\n" + "\n".join(causes) + "\n" + tail[-2000:]
+        if not may_fail:
+            raise SystemExit(message)
+        print(message, file=sys.stderr, flush=True)
     return info
 
 
@@ -233,7 +242,7 @@ def postgres_part(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
         spark = None
         if not args.skip_spark:
             spark = measure([*knowtrace, "lake", "rebuild", "--lake", str(lake), "--engine", "spark"],
-                            work / "spark.txt", env)
+                            work / "spark.txt", env, may_fail=True)
     finally:
         cluster.stop()
     mib = 1024.0
@@ -245,7 +254,11 @@ def postgres_part(args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
          "seconds": round(duck["seconds"], 1), "events_per_s": round(events / duck["seconds"]),
          "peak_rss_mib": round(duck["peak_rss_kib"] / mib)},
     ]
-    if spark is not None:
+    if spark is not None and spark["rc"] != 0:
+        rows.append({"step": f"silver/gold rebuild, Spark local[*]: failed (exit {spark['rc']}) after "
+                             f"{spark['seconds']:.0f} s", "events": events, "seconds": None, "events_per_s": None,
+                     "peak_rss_mib": round(spark["peak_rss_kib"] / mib)})
+    elif spark is not None:
         rows += [
             {"step": "silver/gold rebuild, Spark local[*] (knowtrace lake rebuild --engine spark)", "events": events,
              "seconds": round(spark["seconds"], 1), "events_per_s": round(events / spark["seconds"]),
