@@ -27,6 +27,7 @@ from knowtrace.importers import DkvmnImporter, EdnetKt1Importer, Importer, RawEv
 from knowtrace.lake import SILVER_AND_GOLD, DuckDBEngine, Lake, get_engine, schema  # noqa: E402
 from knowtrace.lake.dialect import DialectError, duckdb_to_spark  # noqa: E402
 from knowtrace.lake.spark_engine import SparkEngine  # noqa: E402
+from knowtrace.lake.settings import LakeSettings  # noqa: E402
 
 MASTER = "local[2]"
 
@@ -334,3 +335,10 @@ def test_a_step_that_fails_names_itself() -> None:
                if name != "bronze_concepts"}
     with pytest.raises(LakeError, match=r"silver\.concepts fails on DuckDB.*bronze_concepts"):
         SparkEngine(master=MASTER).build(sources, SILVER_AND_GOLD, Path("/nonexistent"))
+
+
+def test_the_driver_gets_the_configured_heap(spark: SparkEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    # local mode runs the tasks in the driver: its heap is what a build of many answers needs
+    assert spark.session().sparkContext.getConf().get("spark.driver.memory") == LakeSettings().spark_driver_memory
+    monkeypatch.setenv("KNOWTRACE_SPARK_DRIVER_MEMORY", "6g")
+    assert SparkEngine(master=MASTER)._settings()["spark.driver.memory"] == "6g"

@@ -1,4 +1,4 @@
-"""DKT, SAKT and AKT: batch predictions equal online replay, learner state, windows, unknown ids,
+"""DKT, SAKT, AKT and simpleKT: batch predictions equal online replay, learner state, windows, unknown ids,
 determinism, early stopping, persistence and hyperparameter checks."""
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import pytest
 from knowtrace.evaluation.split import learner_split
 from knowtrace.exceptions import InputError
 from knowtrace.models import ArtifactVersionError, KnowledgeModel, OnlineModel
-from knowtrace.models.deep import AKT, DKT, SAKT, SequenceModel
+from knowtrace.models.deep import AKT, DKT, SAKT, SequenceModel, SimpleKT
 from knowtrace.models.deep.sequences import FIRST, UNK
 
-CLASSES = {"dkt": DKT, "sakt": SAKT, "akt": AKT}
+CLASSES = {"dkt": DKT, "sakt": SAKT, "akt": AKT, "simplekt": SimpleKT}
 SMALL = {
     "dkt": {"hidden": 12, "window": 8, "epochs": 3, "batch_size": 8},
     "sakt": {"dim": 12, "heads": 2, "window": 8, "epochs": 3, "batch_size": 8},
     "akt": {"dim": 12, "heads": 2, "d_ff": 16, "window": 8, "epochs": 3, "batch_size": 8},
+    "simplekt": {"dim": 12, "heads": 2, "d_ff": 16, "window": 8, "epochs": 3, "batch_size": 8},
 }
 
 
@@ -214,14 +215,38 @@ def test_gru_cell_and_item_unit(split) -> None:
     np.testing.assert_allclose(replay(model, rows), batch_of(model, test, rows), rtol=0, atol=1e-5)
 
 
-def test_akt_rasch_difficulties_only_with_concept_tokens(split) -> None:
+@pytest.mark.parametrize("name", ["akt", "simplekt"])
+def test_rasch_difficulties_only_with_concept_tokens(name: str, split) -> None:
     train = split[0]
-    with_concepts = make("akt", epochs=1).fit(train)
+    with_concepts = make(name, epochs=1).fit(train)
     assert with_concepts.vocab_.unit == "concept" and "difficulty.weight" in with_concepts.weights_
     assert with_concepts.weights_["difficulty.weight"][0, 0] == 0.0  # the unknown item has difficulty 0
-    items = make("akt", epochs=1, unit="item").fit(train)
+    assert np.any(with_concepts.weights_["difficulty.weight"][1:] != 0.0)  # the known items' were learned
+    items = make(name, epochs=1, unit="item").fit(train)
     assert "difficulty.weight" not in items.weights_
-    assert "difficulty.weight" not in make("akt", epochs=1, rasch=False).fit(train).weights_
+    assert "difficulty.weight" not in make(name, epochs=1, rasch=False).fit(train).weights_
+
+
+def test_simplekt_attention_has_no_decay_and_positions_tell_the_order(make_table) -> None:
+    answers = [(f"l{k}", f"q{j % 5}", (f"c{j % 3}",), (k * j + j // 2) % 2) for k in range(12) for j in range(10)]
+    table = make_table(answers)
+    history = [("q0", ("c0",), 1), ("q1", ("c1",), 0), ("q2", ("c2",), 1)]
+
+    def after(model: SequenceModel, order: list[int]) -> float:
+        online = copy.deepcopy(model)
+        for j in order:
+            item, concepts, correct = history[j]
+            online.learn_one({"learner_id": "x", "item_id": item, "concept_ids": concepts, "correct": correct})
+        return online.predict_one("x", "q3", ("c0",))
+
+    # one layer without positions: keys and values of the earlier answers are a set, their order cannot matter
+    plain = make("simplekt", blocks=1, position=False, epochs=2).fit(table)
+    assert not any(k.endswith("gammas") for k in plain.weights_)  # ordinary attention, no monotonic decay
+    assert after(plain, [0, 1, 2]) == pytest.approx(after(plain, [1, 0, 2]), abs=1e-12)
+    assert after(plain, [0, 1, 2]) != pytest.approx(after(plain, [0, 2]), abs=1e-6)
+    # with the position encoding (the default) a reordering is seen
+    positioned = make("simplekt", blocks=1, epochs=2).fit(table)
+    assert abs(after(positioned, [0, 1, 2]) - after(positioned, [1, 0, 2])) > 1e-6
 
 
 def test_saved_model_restores_learners_and_refuses_other_format_versions(fitted: SequenceModel, split,
@@ -256,7 +281,9 @@ def test_bad_hyperparameters_are_refused(name: str, params: dict, split) -> None
 @pytest.mark.parametrize("model, field", [
     (DKT(cell="rnn"), "cell"), (DKT(hidden=0), "hidden"), (SAKT(dim=10, heads=4), "heads"),
     (SAKT(query_position=1), "query_position"), (AKT(d_ff=1), "d_ff"), (AKT(rasch="yes"), "rasch"),
-    (AKT(l2=-1.0), "l2"),
+    (AKT(l2=-1.0), "l2"), (SimpleKT(dim=10, heads=4), "heads"), (SimpleKT(blocks=0), "blocks"),
+    (SimpleKT(d_ff=1), "d_ff"), (SimpleKT(rasch=1), "rasch"), (SimpleKT(l2=float("nan")), "l2"),
+    (SimpleKT(position="no"), "position"),
 ])
 def test_bad_model_hyperparameters_name_the_field(model: SequenceModel, field: str, split) -> None:
     with pytest.raises(InputError) as info:
@@ -268,5 +295,6 @@ def test_concept_unit_needs_concepts(make_table) -> None:
     table = make_table([("a", "q1", (), 1), ("a", "q2", (), 0)])
     with pytest.raises(InputError, match="concept"):
         make("dkt", unit="concept").fit(table)
-    model = make("akt", epochs=1).fit(table)  # auto: items when there are no concepts
-    assert model.vocab_.unit == "item" and model.mastery("a") == {}
+    for name in ("akt", "simplekt"):
+        model = make(name, epochs=1).fit(table)  # auto: items when there are no concepts
+        assert model.vocab_.unit == "item" and model.mastery("a") == {}

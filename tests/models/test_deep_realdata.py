@@ -1,8 +1,9 @@
-"""DKT, SAKT and AKT on the ASSIST2009 DKVMN split (train1 -> test, valid1 to stop early).
+"""DKT, SAKT, AKT and simpleKT on the ASSIST2009 DKVMN split (train1 -> test, valid1 to stop early).
 
-Small networks and few epochs so the test stays near two minutes on two CPU cores; the
+Small networks and few epochs so each case stays near two minutes on two CPU cores; the
 thresholds sit about 0.02 under what these settings reached when the test was written (test AUC
-DKT 0.808, SAKT 0.771, AKT 0.794; published DKT on this split: about 0.80-0.82).
+DKT 0.808, SAKT 0.771, AKT 0.794, simpleKT 0.791; published DKT on this split: about 0.80-0.82;
+the item rate alone: 0.619).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from knowtrace.evaluation.dkvmn_split import DkvmnSplit, read_dkvmn_split
 from knowtrace.evaluation.metrics import auc
-from knowtrace.models.deep import AKT, DKT, SAKT, SequenceModel
+from knowtrace.models.deep import AKT, DKT, SAKT, SequenceModel, SimpleKT
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -24,6 +25,8 @@ CASES: dict[str, tuple[type[SequenceModel], dict[str, Any], float]] = {
                     "epochs": 10}, 0.75),
     "akt": (AKT, {"dim": 32, "heads": 2, "d_ff": 64, "window": 100, "lr": 3e-3, "batch_size": 32,
                   "epochs": 4}, 0.77),
+    "simplekt": (SimpleKT, {"dim": 32, "heads": 2, "d_ff": 64, "window": 100, "lr": 3e-3, "batch_size": 32,
+                            "epochs": 4}, 0.77),
 }
 
 

@@ -33,7 +33,8 @@ from knowtrace.lake.aggregates import merge_rule_for
 from knowtrace.lake.event_index import EventIndex, IndexUpdate
 from knowtrace.lake.files import link_or_copy, quote_path
 from knowtrace.lake.learner_index import index_files, index_sql, update_learner_index
-from knowtrace.lake.overlay import Deltas, chunks_sql, delta_file, key_order, keyed_source, merge_rule
+from knowtrace.lake.engine import register_source
+from knowtrace.lake.overlay import Deltas, chunks_sql, delta_file, key_order, merge_rule
 from knowtrace.lake.parts import Part
 from knowtrace.lake.transforms import TransformStep
 
@@ -51,14 +52,6 @@ _WRITE = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
 
 def _files_sql(files: Sequence[Path]) -> str:
     return "[" + ", ".join(f"'{quote_path(f)}'" for f in files) + "]"
-
-
-def _view(con: duckdb.DuckDBPyConnection, name: str, source: list[Path] | str) -> None:
-    if isinstance(source, str):
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {source}")
-    else:
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({_files_sql(source)}, "
-                    "union_by_name = true)")
 
 
 def append_build(builder: PartitionedBuilder, con: duckdb.DuckDBPyConnection, bronze: BronzeFiles,
@@ -102,7 +95,7 @@ def append_build(builder: PartitionedBuilder, con: duckdb.DuckDBPyConnection, br
             file = delta_file(out, step.table, name)
             _write(con, step.sql, file)
             new_deltas.files.setdefault(step.table, []).append(name)
-            _view(con, step.table, [file])
+            register_source(con, step.table, [file])
         for step in builder.keyed:
             _merge_deltas(con, out, step, new_deltas, primary=step is primary)
         new_deltas.units.append(f"{out.name}:append")
@@ -143,9 +136,8 @@ def _recompute(con: duckdb.DuckDBPyConnection, bronze: BronzeFiles, new_loads: S
     new_files = [f for load in new_loads for f in bronze.get("interactions", {}).get(load, ())]
     con.register("__kt_touched_arrow", pa.table({"tenant": [k[0] for k in update.new_learners],
                                                  "learner_id": [k[1] for k in update.new_learners]}))
-    index = index_sql(previous.folder, index_files(previous.info["layout"]))
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE __kt_learners AS
-        SELECT * FROM ({index}) AS current SEMI JOIN __kt_touched_arrow USING (tenant, learner_id)""")
+    index = index_sql(previous.folder, index_files(previous.info["layout"]), learners="__kt_touched_arrow")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __kt_learners AS {index}")
     con.execute("CREATE OR REPLACE TEMP VIEW __kt_last AS SELECT tenant, learner_id, position, unnest(last) "
                 "FROM __kt_learners")
     con.execute("CREATE OR REPLACE TEMP VIEW __kt_earlier_items AS "

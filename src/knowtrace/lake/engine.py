@@ -94,8 +94,11 @@ class DuckDBEngine(Engine):
             con.close()
 
 
-def register_source(con: duckdb.DuckDBPyConnection, name: str, source: Source) -> None:
-    """Expose ``source`` as the view ``name`` in ``con``."""
+def register_source(con: duckdb.DuckDBPyConnection, name: str, source: Source | str) -> None:
+    """Expose ``source`` (Parquet files, an Arrow table, or a DuckDB query) as the view ``name`` in ``con``."""
+    if isinstance(source, str):
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {source}")
+        return
     if isinstance(source, pa.Table):
         con.register(f"__arrow_{name}", source)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM __arrow_{name}")

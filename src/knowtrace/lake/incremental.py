@@ -445,11 +445,7 @@ class PartitionedBuilder:
 
     def _register_keyed_files(self, con: duckdb.DuckDBPyConnection, out: Path, deltas: Deltas | None = None) -> None:
         for step in self.keyed:
-            source = keyed_source(out, step, deltas or Deltas(), primary=step is self.keyed[0])
-            if isinstance(source, str):
-                con.execute(f"CREATE OR REPLACE VIEW {step.table} AS {source}")
-            else:
-                register_source(con, step.table, source)
+            register_source(con, step.table, keyed_source(out, step, deltas or Deltas(), primary=step is self.keyed[0]))
 
     # -- partial rows of the aggregate tables ---------------------------------------------------------
 

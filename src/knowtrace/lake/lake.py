@@ -27,6 +27,7 @@ from knowtrace.exceptions import LakeError, QueryError, UnreadableFileError
 from knowtrace.importers.base import Importer, RawEvent, Rejection
 from knowtrace.lake import schema
 from knowtrace.lake.engine import DuckDBEngine, Engine, register_source
+from knowtrace.lake.files import quote_path
 from knowtrace.lake.incremental import PartitionedBuilder, PreviousBuild
 from knowtrace.lake.layout import BRONZE_TABLES, LakeLayout, resolve_lake_path
 from knowtrace.lake.settings import LakeSettings
@@ -192,12 +193,8 @@ class Lake:
             if build is None:
                 register_source(con, table, self._empty_build_table(step))
                 continue
-            source = keyed_source(self.layout.silver.resolve().parent, step, deltas, primary=bool(keyed) and
-                                  table == keyed[0], ordered=ordered)
-            if isinstance(source, str):
-                con.execute(f"CREATE OR REPLACE VIEW {table} AS {source}")
-            else:
-                register_source(con, table, source)
+            register_source(con, table, keyed_source(self.layout.silver.resolve().parent, step, deltas,
+                                                     primary=bool(keyed) and table == keyed[0], ordered=ordered))
         loads = pa.Table.from_pylist([m.model_dump(mode="json") | {"options": json.dumps(m.options)}
                                       for m in self.manifests()]) if committed else pa.table({"load_id": pa.array([], pa.string())})
         register_source(con, "loads", loads)
@@ -215,16 +212,14 @@ class Lake:
 
     def table(self, name: str) -> pa.Table:
         """A whole lake table (e.g. ``interactions``) as an Arrow table."""
-        if name not in _VIEWS and name not in {"quarantine", "loads", *(f"bronze_{t}" for t in BRONZE_TABLES)}:
-            raise LakeError(f"no lake table {name!r}")
+        _check_table(name, loads=True)
         table = self.query(f"SELECT * FROM {name}")
         return table.cast(schema.SILVER_INTERACTIONS) if name == "interactions" else table
 
     def scan(self, name: str, *, columns: list[str] | None = None, batch_rows: int = 4096) -> Iterator[pa.RecordBatch]:
         """Stream a lake table (e.g. ``learner_sequences``) in record batches of at most ``batch_rows`` rows,
         in bounded memory and in no particular order."""
-        if name not in _VIEWS and name not in {"quarantine", *(f"bronze_{t}" for t in BRONZE_TABLES)}:
-            raise LakeError(f"no lake table {name!r}")
+        _check_table(name)
         selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
         con = self._connect(ordered=False)
         try:
@@ -235,6 +230,21 @@ class Lake:
             raise QueryError(f"reading {name} failed: {exc}") from exc
         finally:
             con.close()
+
+    def export(self, name: str, path: Path, *, columns: list[str] | None = None) -> Path:
+        """Write a lake table to one Parquet file at ``path``, in the table's order (the rows and order
+        of a full build, appended rows merged in), without holding it in memory."""
+        _check_table(name)
+        selected = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        con = self._connect(ordered=True)
+        try:
+            con.execute(f"COPY (SELECT {selected} FROM {name}) TO '{quote_path(path)}' "
+                        "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 16384)")
+        except duckdb.Error as exc:
+            raise QueryError(f"exporting {name} to {path} failed: {exc}") from exc
+        finally:
+            con.close()
+        return path
 
     def concept_graph(self, tenant: str | None = None) -> ConceptGraph | None:
         """The prerequisite graph of ``tenant``'s concepts (of the only tenant when None; None if several)."""
@@ -478,3 +488,10 @@ class Lake:
         if previous is not None and previous.get("build_id") != build_id:
             shutil.rmtree(self.layout.builds / previous["build_id"], ignore_errors=True)
         return counts
+
+
+def _check_table(name: str, *, loads: bool = False) -> None:
+    """Raise ``LakeError`` unless ``name`` is a lake table (or, with ``loads``, the load manifests)."""
+    if name not in _VIEWS and name not in {"quarantine", *(f"bronze_{t}" for t in BRONZE_TABLES),
+                                          *(["loads"] if loads else [])}:
+        raise LakeError(f"no lake table {name!r}")

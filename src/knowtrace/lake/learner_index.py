@@ -37,12 +37,14 @@ def index_files(layout: dict[str, Any] | None) -> list[str]:
     return list((layout or {}).get("learner_index", []))
 
 
-def index_sql(folder: Path, files: Sequence[str]) -> str:
-    """The current index rows of the build in ``folder``: per learner, the row of the newest file."""
+def index_sql(folder: Path, files: Sequence[str], learners: str | None = None) -> str:
+    """The current index rows of the build in ``folder``: per learner, the row of the newest file (only
+    the learners of the relation ``learners``, with columns tenant and learner_id, when given)."""
+    only = f" AS f SEMI JOIN {learners} USING (tenant, learner_id)" if learners else ""
     if len(files) == 1:
-        return f"SELECT * FROM read_parquet('{quote_path(folder / INDEX_DIR / files[0])}')"
+        return f"SELECT * FROM read_parquet('{quote_path(folder / INDEX_DIR / files[0])}'){only}"
     versions = " UNION ALL BY NAME ".join(
-        f"SELECT *, {n} AS __v FROM read_parquet('{quote_path(folder / INDEX_DIR / name)}')"
+        f"SELECT *, {n} AS __v FROM read_parquet('{quote_path(folder / INDEX_DIR / name)}'){only}"
         for n, name in enumerate(files))
     return (f"SELECT * EXCLUDE (__v) FROM ({versions}) AS v "
             "QUALIFY __v = max(__v) OVER (PARTITION BY tenant, learner_id)")
@@ -75,7 +77,7 @@ def update_learner_index(con: duckdb.DuckDBPyConnection, previous: Path, files: 
             list_sort(list_distinct(list_concat(coalesce(o.items, []), f.items))) AS items,
             list_sort(list_distinct(list_concat(coalesce(o.concepts, []), f.concepts))) AS concepts
         FROM fresh AS f LEFT JOIN {earlier} AS o ON o.tenant = f.tenant AND o.learner_id = f.learner_id
-        ORDER BY ALL""", out / INDEX_DIR / name)
+        ORDER BY f.tenant, f.learner_id""", out / INDEX_DIR / name)
     files = [*files, name]
     if len(files) > MAX_INDEX_FILES:
         merged = f"{out.name}-merged.parquet"

@@ -54,7 +54,9 @@ class SparkEngine(Engine):
         config: Mapping[str, str] | None = None,
     ) -> None:
         self._explicit_master = master is not None
-        self.master = master or LakeSettings().spark_master
+        settings = LakeSettings()
+        self.master = master or settings.spark_master
+        self.driver_memory = settings.spark_driver_memory
         self.app_name = app_name
         local = self.master.startswith("local")
         # local data are small: a few partitions beat Spark's 200
@@ -101,6 +103,8 @@ class SparkEngine(Engine):
             "spark.sql.parquet.compression.codec": "zstd",
             # the translation relies on size(NULL) being NULL, as DuckDB's array_length
             "spark.sql.legacy.sizeOfNull": "false",
+            # read when the driver's JVM starts (a joined running session keeps its own)
+            "spark.driver.memory": self.driver_memory,
         }
         if self.shuffle_partitions:
             settings["spark.sql.shuffle.partitions"] = str(self.shuffle_partitions)

@@ -12,7 +12,7 @@ from knowtrace.models.base import (
 from knowtrace.models.baselines import GlobalRate, ItemRate
 from knowtrace.models.data import Interactions, as_table
 from knowtrace.models.bkt import BKT
-from knowtrace.models.deep import AKT, DKT, SAKT
+from knowtrace.models.deep import AKT, DKT, SAKT, SimpleKT
 from knowtrace.models.elo import Elo
 from knowtrace.models.irt import IRT
 from knowtrace.models.ktm import KTM
@@ -28,6 +28,7 @@ __all__ = [
     "MODELS",
     "PFA",
     "SAKT",
+    "SimpleKT",
     "ArtifactError",
     "ArtifactVersionError",
     "Elo",

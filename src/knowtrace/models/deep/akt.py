@@ -33,7 +33,7 @@ class AKT(SequenceModel):
     Hyperparameters: ``unit`` ("auto": concepts when the answers have any, else items), ``dim``,
     ``heads``, ``blocks``, ``d_ff`` (feed-forward and output MLP width), ``rasch``, ``l2`` (penalty
     on the item difficulties), ``window``, ``dropout``, ``epochs``, ``lr``, ``batch_size``,
-    ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose`` (as in ``DKT``).
+    ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose``, ``remember_learners`` (as in ``DKT``).
     """
 
     name = "akt"
@@ -42,7 +42,8 @@ class AKT(SequenceModel):
     def __init__(self, *, unit: str = "auto", dim: int = 64, heads: int = 4, blocks: int = 1, d_ff: int = 256,
                  rasch: bool = True, l2: float = 1e-5, window: int = 100, dropout: float = 0.1, epochs: int = 20,
                  lr: float = 3e-3, batch_size: int = 32, patience: int = 3, valid_share: float = 0.1, seed: int = 0,
-                 device: str = "auto", verbose: bool = False) -> None:
+                 device: str = "auto", verbose: bool = False,
+                 remember_learners: bool = True) -> None:
         self.unit = unit
         self.dim = dim
         self.heads = heads
@@ -60,6 +61,7 @@ class AKT(SequenceModel):
         self.seed = seed
         self.device = device
         self.verbose = verbose
+        self.remember_learners = remember_learners
 
     @classmethod
     def _test_params(cls) -> dict[str, Any]:

@@ -31,8 +31,9 @@ class DKT(SequenceModel):
     ``dropout`` (on the state before the output layer), ``epochs``, ``lr`` (Adam), ``batch_size``
     (windows per batch), ``patience`` (epochs without validation AUC gain before stopping),
     ``valid_share`` (training learners held out to stop early when ``fit`` gets no ``valid``; 0
-    trains all epochs), ``seed``, ``device`` ("auto": CUDA when present) and ``verbose`` (a progress
-    bar with the loss and validation AUC per epoch).
+    trains all epochs), ``seed``, ``device`` ("auto": CUDA when present), ``verbose`` (a progress
+    bar with the loss and validation AUC per epoch) and ``remember_learners`` (keep the state of
+    every learner seen in ``fit``; False keeps none, for callers that store learner states elsewhere).
     """
 
     name = "dkt"
@@ -41,7 +42,8 @@ class DKT(SequenceModel):
 
     def __init__(self, *, unit: str = "auto", cell: str = "lstm", hidden: int = 100, window: int = 200,
                  dropout: float = 0.2, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64, patience: int = 3,
-                 valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False) -> None:
+                 valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
+                 remember_learners: bool = True) -> None:
         self.unit = unit
         self.cell = cell
         self.hidden = hidden
@@ -55,6 +57,7 @@ class DKT(SequenceModel):
         self.seed = seed
         self.device = device
         self.verbose = verbose
+        self.remember_learners = remember_learners
 
     @classmethod
     def _test_params(cls) -> dict[str, Any]:

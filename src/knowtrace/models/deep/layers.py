@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-__all__ = ["MultiHead", "distances", "mean_embed", "pair_tokens", "peek_mask", "strict_mask"]
+__all__ = ["MultiHead", "distances", "mean_embed", "pair_tokens", "peek_mask", "sinusoid", "strict_mask"]
 
 #: the score given to masked keys before the softmax
 MASKED = -1e32
@@ -45,6 +45,17 @@ def peek_mask(pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 def distances(pos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """(b, 1, l, l): |pos_i - pos_j|."""
     return (pos[:, None, :, None] - pos[:, None, None, :]).abs().to(dtype)
+
+
+def sinusoid(pos: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """(b, l, dim): the fixed sine/cosine encoding of positions ``pos`` (b, l) of Vaswani et al. (2017):
+    ``sin(p * w_i)`` at even and ``cos(p * w_i)`` at odd features, ``w_i = 10000^(-2i/dim)``."""
+    rate = torch.exp(torch.arange(0, dim, 2, device=pos.device, dtype=dtype) * (-math.log(10000.0) / dim))
+    angle = pos.to(dtype)[..., None] * rate
+    out = torch.empty(*pos.shape, dim, device=pos.device, dtype=dtype)
+    out[..., 0::2] = torch.sin(angle)
+    out[..., 1::2] = torch.cos(angle[..., : dim // 2])
+    return out
 
 
 class MultiHead(nn.Module):

@@ -3,10 +3,22 @@
 ``fit`` encodes the answers (``knowtrace.models.deep.sequences``), trains the network on windows
 of the training learners (``valid`` to stop early, else ``valid_share`` of the training learners
 held out) and then stores every training learner's state (``knowtrace.models.deep.state``), so a
-learner seen in ``fit`` continues from its history. ``predict_proba`` runs the network over the
-same windows in batches: a learner's rows continue from its stored state (none for a learner the
-model has not seen: the first answer is predicted from the learned start state alone), each row
-predicted from earlier answers only; it leaves the stored states unchanged. ``predict_one`` /
+learner seen in ``fit`` continues from its history; with ``remember_learners=False`` it stores
+none (a caller that keeps learner states elsewhere, as the real-time path does, need not hold them).
+
+``fit`` on a ``Lake`` streams the gold ``learner_sequences`` (``knowtrace.models.deep.stream``): a
+first pass builds the vocabulary from counts, then every epoch reads chunks of learners in a
+shuffled order and trains on batches shuffled within a bounded buffer of them; validation and the
+final learner states are computed chunk by chunk too, so memory is bounded by the chunk and buffer
+sizes (plus the stored states) whatever the number of learners. Each learner's windows are those
+of the in-memory path; what differs is the batch order, and which learners ``valid_share`` holds
+out: those whose id hashes (with ``seed``) below the share, so about that share of them (with
+very few learners possibly none; if all hash below it, none is held out).
+
+``predict_proba`` runs the network over the same windows in batches: a learner's rows continue
+from its stored state (none for a learner the model has not seen: the first answer is predicted
+from the learned start state alone), each row predicted from earlier answers only; it leaves the
+stored states unchanged. ``predict_one`` /
 ``learn_one`` update the stored state one answer at a time and give the same predictions as
 ``predict_proba`` on the same answers (to float rounding: DKT stores its states as float32, so
 about 1e-6). Predictions are computed on CPU in float64 from the float32 weights, with one torch
@@ -23,8 +35,9 @@ at most ``window - 1`` earlier answers, see ``sequences``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 from scipy.special import expit
@@ -35,17 +48,23 @@ from knowtrace.models.data import Interactions
 from knowtrace.models.deep.sequences import (
     FIRST,
     UNK,
+    AnswerCounts,
+    Batch,
     Encoded,
     Vocabulary,
     Windows,
+    history_windows,
     make_batch,
+    pair_frequencies,
     plan_windows,
     window_of,
 )
 from knowtrace.models.deep.state import CachedAnswers, RecurrentStates
 
 if TYPE_CHECKING:
-    from knowtrace.models.deep.training import Net
+    from knowtrace.events.concept_graph import ConceptGraph
+    from knowtrace.models.deep.stream import LakeSequences
+    from knowtrace.models.deep.training import EpochBatches, Net, ValidBlocks
 
 __all__ = ["AUTO_ITEM_LIMIT", "SequenceModel"]
 
@@ -76,6 +95,7 @@ class SequenceModel(OnlineModel):
     seed: int
     device: str
     verbose: bool
+    remember_learners: bool
 
     # to implement ----------------------------------------------------------------------------
 
@@ -90,9 +110,9 @@ class SequenceModel(OnlineModel):
     def _check_model_params(self) -> None:
         """Check the model's own hyperparameters."""
 
-    def _resolve_unit(self, data: Interactions) -> str:
-        """``unit`` resolved for the training data: item tokens unless told otherwise or the items
-        are more than ``AUTO_ITEM_LIMIT`` (and concepts exist)."""
+    def _resolve_unit(self, data: Interactions | AnswerCounts) -> str:
+        """``unit`` resolved for the training data (its ``item_ids`` and ``concept_ids``): item tokens
+        unless told otherwise or the items are more than ``AUTO_ITEM_LIMIT`` (and concepts exist)."""
         has_concepts = len(data.concept_ids) > 0
         if self.unit == "concept" and not has_concepts:
             raise InputError("unit='concept' needs answers tagged with concepts (concept_ids)", field="unit")
@@ -120,9 +140,37 @@ class SequenceModel(OnlineModel):
                 raise InputError(f"{name} must be in [0, 1), got {value!r}", field=name)
         if not _is_int(self.seed):
             raise InputError(f"seed must be an integer, got {self.seed!r}", field="seed")
+        if not isinstance(self._remembers(), bool):
+            raise InputError(f"remember_learners must be true or false, got {self._remembers()!r}",
+                             field="remember_learners")
         self._check_model_params()
 
+    def _remembers(self) -> Any:
+        """``remember_learners`` (True for a subclass without that hyperparameter)."""
+        return getattr(self, "remember_learners", True)
+
     # fitting ---------------------------------------------------------------------------------
+
+    def fit(self, data: Any, *, valid: Any = None, graph: ConceptGraph | None = None) -> Self:
+        """Learn from silver interactions (see ``KnowledgeModel.fit``); a ``Lake`` (for ``data``, and
+        for ``valid``) is streamed a chunk of learners at a time (see the module docstring). The
+        sequence models do not use ``graph``."""
+        from knowtrace.lake import Lake
+        from knowtrace.models.deep.stream import LakeSequences, silver_fingerprint
+
+        if not isinstance(data, Lake):
+            return super().fit(data, valid=valid, graph=graph)
+        with ExitStack() as stack:
+            source = stack.enter_context(LakeSequences(data))
+            held: LakeSequences | Interactions | None = None
+            if isinstance(valid, Lake):
+                held = stack.enter_context(LakeSequences(valid))
+            elif valid is not None:
+                held = Interactions.from_table(valid)
+            self.n_train_ = self._fit_stream(source, valid=held)
+        self.training_fingerprint_ = silver_fingerprint(data)
+        self.metrics_: dict[str, Any] = {}
+        return self
 
     def _fit(self, data: Interactions, *, valid: Interactions | None = None) -> None:
         from knowtrace.models.deep import training
@@ -140,40 +188,85 @@ class SequenceModel(OnlineModel):
         if valid is not None:
             if valid.n:
                 v_row0, v_len = valid.starts[:-1], np.diff(valid.starts)
-                zeros = np.zeros(len(v_len), dtype=np.int64)
-                validation = (vocab.encode(valid), plan_windows(v_row0, v_len, zeros, zeros, window))
+                validation = (vocab.encode(valid), history_windows(v_row0, v_len, window))
         elif self.valid_share > 0 and len(lengths) >= 2:
             rng = np.random.default_rng(int(self.seed))
             n_held = min(max(1, round(self.valid_share * len(lengths))), len(lengths) - 1)
             held = np.sort(rng.permutation(len(lengths))[:n_held])
             train_seqs = np.setdiff1d(train_seqs, held)
-            zeros = np.zeros(len(held), dtype=np.int64)
-            validation = (encoded, plan_windows(row0[held], lengths[held], zeros, zeros, window))
-        zeros = np.zeros(len(train_seqs), dtype=np.int64)
-        windows = plan_windows(row0[train_seqs], lengths[train_seqs], zeros, zeros, window)
-        result = training.train(lambda: self._build_net(vocab), (encoded, windows), valid=validation,
+            validation = (encoded, history_windows(row0[held], lengths[held], window))
+        windows = history_windows(row0[train_seqs], lengths[train_seqs], window)
+        self._train(vocab, training.window_batches(encoded, windows, int(self.batch_size)),
+                    (lambda: [validation]) if validation is not None else None,
+                    pair_frequencies(encoded, vocab.n_tokens), device)
+        if self._remembers():
+            self._store_final_states(encoded, data)
+
+    def _fit_stream(self, source: LakeSequences, *, valid: LakeSequences | Interactions | None) -> int:
+        """Fit on the learners of ``source`` (see the module docstring); returns the answers read."""
+        from knowtrace.models.deep import training
+        from knowtrace.models.deep.stream import HashSplit
+
+        self._check_params()
+        device = training.resolve_device(self.device)
+        window, batch_size = int(self.window), int(self.batch_size)
+        split = HashSplit(int(self.seed), float(self.valid_share)) if valid is None and self.valid_share > 0 else None
+        scan = source.scan(split)
+        if scan.counts.n == 0:
+            raise InputError(f"{self.name} needs at least one answer to fit")
+        if scan.held_learners in (0, scan.learners):
+            split = None
+        vocab = Vocabulary.from_counts(scan.counts, self._resolve_unit(scan.counts))
+
+        kept = split.kept if split is not None else None
+
+        def epoch(rng: np.random.Generator) -> Iterator[Batch]:
+            for block in source.blocks(vocab, window, keep=kept, rng=rng):
+                yield from training.window_batches(block.encoded, block.windows, batch_size)(rng)
+
+        validation: ValidBlocks | None = None
+        if split is not None:
+            held = split.held
+            validation = lambda: source.windows(vocab, window, keep=held)  # noqa: E731
+        elif isinstance(valid, Interactions):
+            if valid.n:
+                pair = (vocab.encode(valid), history_windows(valid.starts[:-1], np.diff(valid.starts), window))
+                validation = lambda: [pair]  # noqa: E731
+        elif valid is not None:
+            other = valid
+            validation = lambda: other.windows(vocab, window)  # noqa: E731
+        self._train(vocab, epoch, validation, scan.counts.pair_frequencies(vocab), device)
+        if self._remembers():
+            for block in source.blocks(vocab, window):
+                self._store_final_states(block.encoded, block.view)
+        return scan.counts.n
+
+    def _train(self, vocab: Vocabulary, batches: EpochBatches, validation: ValidBlocks | None, pairs: np.ndarray,
+               device: str) -> None:
+        """Train the network on ``batches`` and set the learned attributes, with an empty learner store;
+        ``pairs``: the training answers' ``pair_frequencies``."""
+        from knowtrace.models.deep import training
+
+        result = training.train(lambda: self._build_net(vocab), batches, valid=validation,
                                 epochs=int(self.epochs), lr=float(self.lr), batch_size=int(self.batch_size),
                                 patience=int(self.patience), seed=int(self.seed), device=device,
                                 verbose=bool(self.verbose), name=self.name)
         self.vocab_ = vocab
-        self.weights_ = self._fill_unknown(result.weights, encoded, vocab)
+        self.weights_ = self._fill_unknown(result.weights, pairs, vocab)
         self.train_history_, self.best_epoch_, self.device_ = result.history, result.best_epoch, result.device
         self._inference = None
         self.learners_ = self._new_store()
-        self._store_final_states(encoded, data)
 
-    def _fill_unknown(self, weights: dict[str, np.ndarray], encoded: Encoded,
+    def _fill_unknown(self, weights: dict[str, np.ndarray], pairs: np.ndarray,
                       vocab: Vocabulary) -> dict[str, np.ndarray]:
         """The weights with the UNK rows of token/pair tables set to the frequency-weighted mean of
-        the known rows (when UNK did not occur in training)."""
+        the known rows (when UNK did not occur in training); ``pairs``: the training answers'
+        ``pair_frequencies``."""
         n_tokens = vocab.n_tokens
-        tokens = encoded.tokens
-        token_freq = np.bincount(tokens.ravel(), minlength=n_tokens).astype(np.float64)
+        pair_freq = pairs
+        token_freq = pairs.reshape(n_tokens, 2).sum(axis=1)
         if token_freq[UNK] > 0 or token_freq[FIRST:].sum() == 0:
             return weights
-        real = tokens > 0
-        pairs = (2 * tokens + encoded.correct[:, None])[real]
-        pair_freq = np.bincount(pairs, minlength=2 * n_tokens).astype(np.float64)
         out = dict(weights)
         for name, kind in self._unk_tables().items():
             table = out[name].copy()

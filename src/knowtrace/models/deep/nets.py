@@ -1,4 +1,5 @@
-"""The torch networks of DKT, SAKT and AKT over padded windows (see ``knowtrace.models.deep.sequences``).
+"""The torch networks of DKT, SAKT, AKT and simpleKT over padded windows (see
+``knowtrace.models.deep.sequences``).
 
 Every network maps a ``TorchBatch`` to the logit of P(correct) of every cell, computed from the
 answers at earlier positions of the same window only (and, for DKT, the window's start state).
@@ -10,10 +11,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from knowtrace.models.deep.layers import MultiHead, distances, mean_embed, pair_tokens, peek_mask, strict_mask
+from knowtrace.models.deep.layers import (
+    MultiHead,
+    distances,
+    mean_embed,
+    pair_tokens,
+    peek_mask,
+    sinusoid,
+    strict_mask,
+)
 from knowtrace.models.deep.training import Net, TorchBatch
 
-__all__ = ["AKTNet", "DKTNet", "SAKTNet"]
+__all__ = ["AKTNet", "DKTNet", "SAKTNet", "SimpleKTNet"]
 
 
 class DKTNet(Net):
@@ -114,12 +123,14 @@ class SAKTNet(Net):
         return self.out(x)[..., 0]
 
 
-class _AKTLayer(nn.Module):
-    """AKT's transformer layer: monotonic attention, residual + layer norm, optional feed-forward."""
+class _AttentionLayer(nn.Module):
+    """AKT's and simpleKT's transformer layer: attention with queries projected as keys (monotonic
+    for AKT), residual + layer norm, optional feed-forward."""
 
-    def __init__(self, dim: int, heads: int, d_ff: int, dropout: float, feed_forward: bool) -> None:
+    def __init__(self, dim: int, heads: int, d_ff: int, dropout: float, feed_forward: bool, *,
+                 monotonic: bool = True) -> None:
         super().__init__()
-        self.attention = MultiHead(dim, heads, dropout, same_kq=True, monotonic=True)
+        self.attention = MultiHead(dim, heads, dropout, same_kq=True, monotonic=monotonic)
         self.norm1 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
         self.ffn = nn.Sequential(nn.Linear(dim, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, dim)) \
@@ -127,7 +138,7 @@ class _AKTLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim) if feed_forward else None
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor,
-                distance: torch.Tensor) -> torch.Tensor:
+                distance: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm1(query + self.attention(query, key, value, mask, distance))
         if self.ffn is not None and self.norm2 is not None:
             x = self.norm2(x + self.dropout(self.ffn(x)))
@@ -155,11 +166,10 @@ class AKTNet(Net):
             nn.init.zeros_(self.difficulty.weight)
             self.variation = nn.Embedding(n_tokens, dim, padding_idx=0)
             self.response_variation = nn.Embedding(2, dim)
-        self.knowledge = nn.ModuleList(_AKTLayer(dim, heads, d_ff, dropout, True) for _ in range(blocks))
-        self.questions = nn.ModuleList(_AKTLayer(dim, heads, d_ff, dropout, False) for _ in range(blocks))
-        self.retriever = nn.ModuleList(_AKTLayer(dim, heads, d_ff, dropout, True) for _ in range(blocks))
-        self.out = nn.Sequential(nn.Linear(2 * dim, d_ff), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(d_ff, d_ff // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff // 2, 1))
+        self.knowledge = nn.ModuleList(_AttentionLayer(dim, heads, d_ff, dropout, True) for _ in range(blocks))
+        self.questions = nn.ModuleList(_AttentionLayer(dim, heads, d_ff, dropout, False) for _ in range(blocks))
+        self.retriever = nn.ModuleList(_AttentionLayer(dim, heads, d_ff, dropout, True) for _ in range(blocks))
+        self.out = _output_mlp(dim, d_ff, dropout)
 
     def embed(self, batch: TorchBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(question embeddings, interaction embeddings) of the cells."""
@@ -185,7 +195,64 @@ class AKTNet(Net):
         return self.out(torch.cat([h, x], dim=-1))[..., 0]
 
     def penalty(self, batch: TorchBatch) -> torch.Tensor | float:
-        if not self.rasch or not self.l2:
-            return 0.0
-        mu = self.difficulty(batch.item)[..., 0] * batch.valid
-        return self.l2 * (mu * mu).sum()
+        return _difficulty_penalty(self.difficulty if self.rasch else None, self.l2, batch)
+
+
+def _output_mlp(dim: int, d_ff: int, dropout: float) -> nn.Sequential:
+    """AKT's and simpleKT's output MLP: [retrieved knowledge, question embedding] (2 * dim) -> logit."""
+    return nn.Sequential(nn.Linear(2 * dim, d_ff), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(d_ff, d_ff // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff // 2, 1))
+
+
+def _difficulty_penalty(difficulty: nn.Embedding | None, l2: float, batch: TorchBatch) -> torch.Tensor | float:
+    """``l2 * sum(mu^2)`` of the Rasch difficulties of the batch's answers (0 without them)."""
+    if difficulty is None or not l2:
+        return 0.0
+    mu = difficulty(batch.item)[..., 0] * batch.valid
+    return l2 * (mu * mu).sum()
+
+
+class SimpleKTNet(Net):
+    """simpleKT (Liu et al. 2023): question embeddings ``x = c + mu_item * d`` (the Rasch embedding,
+    ``rasch``; else ``x = c``) and interaction embeddings ``y = x + r`` (``r`` per outcome), plus the
+    sine/cosine encoding of the position in the window (``position``); ``blocks`` transformer layers
+    of ordinary scaled dot-product attention (no decay) whose queries and keys are the question
+    states and values the interaction embeddings of strictly earlier answers (the first answer of a
+    window retrieves nothing), each with a feed-forward layer; then an MLP over the retrieved
+    knowledge and the question embedding. The difficulties are penalised as in ``AKTNet``."""
+
+    def __init__(self, n_tokens: int, n_items: int, dim: int, heads: int, blocks: int, d_ff: int,
+                 dropout: float, rasch: bool, l2: float, position: bool) -> None:
+        super().__init__()
+        self.rasch, self.l2, self.position, self.dim = rasch, l2, position, dim
+        self.concept = nn.Embedding(n_tokens, dim, padding_idx=0)
+        self.response = nn.Embedding(2, dim)
+        self.difficulty: nn.Embedding | None = None
+        if rasch:
+            self.difficulty = nn.Embedding(n_items, 1, padding_idx=0)
+            nn.init.zeros_(self.difficulty.weight)
+            self.variation = nn.Embedding(n_tokens, dim, padding_idx=0)
+        self.layers = nn.ModuleList(_AttentionLayer(dim, heads, d_ff, dropout, True, monotonic=False)
+                                    for _ in range(blocks))
+        self.out = _output_mlp(dim, d_ff, dropout)
+
+    def embed(self, batch: TorchBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(question embeddings, interaction embeddings) of the cells, without the positions."""
+        x = mean_embed(self.concept, batch.tokens)
+        if self.difficulty is not None:
+            x = x + self.difficulty(batch.item) * mean_embed(self.variation, batch.tokens)
+        return x, x + self.response(batch.correct)
+
+    def forward(self, batch: TorchBatch) -> torch.Tensor:
+        x, y = self.embed(batch)
+        h = x
+        if self.position:
+            p = sinusoid(batch.pos, self.dim, x.dtype)
+            h, y = h + p, y + p
+        strict = strict_mask(batch.pos, batch.valid)
+        for layer in self.layers:
+            h = layer(h, h, y, strict)
+        return self.out(torch.cat([h, x], dim=-1))[..., 0]
+
+    def penalty(self, batch: TorchBatch) -> torch.Tensor | float:
+        return _difficulty_penalty(self.difficulty, self.l2, batch)

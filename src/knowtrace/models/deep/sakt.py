@@ -40,8 +40,9 @@ class SAKT(SequenceModel):
     Hyperparameters: ``unit``, ``dim`` (embedding size), ``heads``, ``blocks``, ``query_position``
     (add the position embedding to the queries as well, which the paper does not: without it a
     query cannot tell which earlier answers are recent), ``window`` (answers per window, even; also
-    the number of position embeddings), ``dropout``, ``epochs``, ``lr``,
-    ``batch_size``, ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose`` (as in ``DKT``).
+    the number of position embeddings), ``dropout``, ``epochs``, ``lr``, ``batch_size``,
+    ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose``, ``remember_learners`` (as in
+    ``DKT``).
     """
 
     name = "sakt"
@@ -50,7 +51,8 @@ class SAKT(SequenceModel):
     def __init__(self, *, unit: str = "auto", dim: int = 64, heads: int = 4, blocks: int = 1,
                  query_position: bool = False, window: int = 100,
                  dropout: float = 0.1, epochs: int = 20, lr: float = 3e-3, batch_size: int = 32, patience: int = 3,
-                 valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False) -> None:
+                 valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
+                 remember_learners: bool = True) -> None:
         self.unit = unit
         self.dim = dim
         self.heads = heads
@@ -66,6 +68,7 @@ class SAKT(SequenceModel):
         self.seed = seed
         self.device = device
         self.verbose = verbose
+        self.remember_learners = remember_learners
 
     @classmethod
     def _test_params(cls) -> dict[str, Any]:

@@ -22,8 +22,8 @@ import numpy as np
 from knowtrace.exceptions import InputError
 from knowtrace.models.data import Interactions, lookup
 
-__all__ = ["PAD", "UNK", "FIRST", "Batch", "Encoded", "Vocabulary", "Windows", "batches", "make_batch",
-           "plan_windows", "trim_tokens", "window_of"]
+__all__ = ["PAD", "UNK", "FIRST", "AnswerCounts", "Batch", "Encoded", "Vocabulary", "Windows", "batches", "make_batch",
+           "history_windows", "pair_frequencies", "plan_windows", "trim_tokens", "window_of"]
 
 #: token code of padding
 PAD = 0
@@ -79,6 +79,120 @@ class Encoded:
                        np.concatenate([p.correct for p in parts]))
 
 
+def pair_frequencies(encoded: Encoded, n_tokens: int) -> np.ndarray:
+    """Answers per (token, outcome) pair, at ``2 * token + correct`` (PAD left out); an answer with
+    several tokens counts once for each."""
+    real = encoded.tokens > PAD
+    pairs = (2 * encoded.tokens + encoded.correct[:, None])[real]
+    return np.bincount(pairs, minlength=2 * n_tokens).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class AnswerCounts:
+    """What a ``Vocabulary`` (and ``pair_frequencies``) needs from the training answers, as counts that
+    add up over chunks of learners (``merge``), so that answers read chunk by chunk give the same
+    vocabulary as all of them at once.
+
+    ``item_ids``/``concept_ids``: sorted ids. ``item_answers`` and ``bare_answers`` (n_items, 2): answers
+    to each item by outcome, all of them and those naming no concept; ``concept_answers`` (n_concepts, 2):
+    answers naming each concept by outcome (once per mention). ``pairs`` (m, 3): (concept code, item
+    code, answers naming the concept on the item), sorted. ``first_tag`` (n_items, width): the concept
+    codes (-1 pads) of each item's first answer with concepts, first in the order of learner id then
+    position, whose learner is ``first_learner``; -1 in column 0 for an item never answered with
+    concepts. ``width``: most concepts named by one answer. ``n``: answers.
+    """
+
+    item_ids: np.ndarray
+    concept_ids: np.ndarray
+    item_answers: np.ndarray
+    bare_answers: np.ndarray
+    concept_answers: np.ndarray
+    pairs: np.ndarray
+    first_tag: np.ndarray
+    first_learner: np.ndarray
+    width: int
+    n: int
+
+    @classmethod
+    def from_view(cls, data: Interactions) -> AnswerCounts:
+        """The counts of the answers of ``data``."""
+        n_items, n_concepts = len(data.item_ids), len(data.concept_ids)
+        lengths = np.diff(data.concept_ptr)
+        correct = data.correct.astype(np.int64)
+        bare = lengths == 0
+        rows = data.row_concepts()
+        keys, answers = np.unique(data.concept_index * max(n_items, 1) + data.item[rows], return_counts=True)
+        pairs = np.stack([keys // max(n_items, 1), keys % max(n_items, 1), answers], axis=1).astype(np.int64)
+        width = int(lengths.max(initial=0))
+        first_tag = np.full((n_items, width), -1, dtype=np.int64)
+        first_learner = np.full(n_items, "", dtype=data.learner_ids.dtype)
+        tagged = np.flatnonzero(lengths)
+        if len(tagged):
+            _, first = np.unique(data.item[tagged], return_index=True)
+            heads = tagged[first]
+            for rows_of_len in _group_by(lengths[heads], heads):
+                at = data.concept_ptr[rows_of_len][:, None] + np.arange(int(lengths[rows_of_len[0]]))
+                first_tag[data.item[rows_of_len], :at.shape[1]] = data.concept_index[at]
+            first_learner[data.item[heads]] = data.learner_ids[data.learner[heads]]
+        return cls(data.item_ids, data.concept_ids, _by_outcome(data.item, correct, n_items),
+                   _by_outcome(data.item[bare], correct[bare], n_items),
+                   _by_outcome(data.concept_index, correct[rows], n_concepts), pairs, first_tag, first_learner,
+                   width, data.n)
+
+    def merge(self, other: AnswerCounts) -> AnswerCounts:
+        """The counts of the answers of both (of different learners)."""
+        items, concepts = np.union1d(self.item_ids, other.item_ids), np.union1d(self.concept_ids, other.concept_ids)
+        sides = [(np.searchsorted(items, c.item_ids), np.searchsorted(concepts, c.concept_ids), c)
+                 for c in (self, other)]
+        totals = []
+        for name, n in (("item_answers", len(items)), ("bare_answers", len(items)),
+                        ("concept_answers", len(concepts))):
+            total = np.zeros((n, 2), dtype=np.int64)
+            for at_item, at_concept, c in sides:
+                total[at_item if name != "concept_answers" else at_concept] += getattr(c, name)
+            totals.append(total)
+        keys = np.concatenate([at_concept[c.pairs[:, 0]] * len(items) + at_item[c.pairs[:, 1]]
+                               for at_item, at_concept, c in sides])
+        answers = np.concatenate([c.pairs[:, 2] for c in (self, other)])
+        keys, inverse = np.unique(keys, return_inverse=True)
+        pairs = np.stack([keys // max(len(items), 1), keys % max(len(items), 1),
+                          np.bincount(inverse, weights=answers, minlength=len(keys)).astype(np.int64)], axis=1)
+        width = max(self.width, other.width)
+        first_tag = np.full((len(items), width), -1, dtype=np.int64)
+        first_learner = np.full(len(items), "", dtype=np.result_type(self.first_learner, other.first_learner))
+        for at_item, at_concept, c in sides:
+            if not c.first_tag.size:
+                continue
+            tag = np.where(c.first_tag >= 0, at_concept[np.maximum(c.first_tag, 0)], -1)
+            has = first_tag[at_item, 0] >= 0 if width else np.zeros(len(at_item), dtype=bool)
+            take = (tag[:, 0] >= 0) & (~has | (c.first_learner < first_learner[at_item]))
+            first_tag[at_item[take]] = -1
+            first_tag[at_item[take], :tag.shape[1]] = tag[take]
+            first_learner[at_item[take]] = c.first_learner[take]
+        return AnswerCounts(items, concepts, *totals, pairs.reshape(-1, 3), first_tag, first_learner, width,
+                            self.n + other.n)
+
+    def pair_frequencies(self, vocab: Vocabulary) -> np.ndarray:
+        """``pair_frequencies`` of these answers encoded with ``vocab`` (built from them)."""
+        pairs = np.zeros((vocab.n_tokens, 2), dtype=np.float64)
+        code = vocab.item_codes(self.item_ids)
+        if vocab.unit == "item":
+            np.add.at(pairs, np.where(code > 0, code - 1 + FIRST, UNK), self.item_answers)
+            return pairs.ravel()
+        np.add.at(pairs, vocab.concept_tokens(self.concept_ids), self.concept_answers)
+        tokens = vocab.item_concepts[code]
+        tokens[tokens[:, 0] == PAD, 0] = UNK
+        for column in tokens.T:
+            real = column > PAD
+            np.add.at(pairs, column[real], self.bare_answers[real])
+        return pairs.ravel()
+
+
+def _by_outcome(codes: np.ndarray, correct: np.ndarray, n: int) -> np.ndarray:
+    """(n, 2) answers per code and outcome."""
+    return np.bincount(codes * 2 + correct, minlength=2 * n).reshape(n, 2).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """The items and concepts a model knows, and what a token stands for (``unit``).
@@ -107,29 +221,25 @@ class Vocabulary:
     @classmethod
     def from_view(cls, data: Interactions, unit: str) -> Vocabulary:
         """The vocabulary of the training answers; ``unit`` is ``"item"`` or ``"concept"``."""
-        n_items, n_concepts = len(data.item_ids), len(data.concept_ids)
-        lengths = np.diff(data.concept_ptr)
-        k = max(int(lengths.max(initial=0)), 1)
-        item_concepts = np.zeros((n_items + 1, k), dtype=np.int64)
-        tagged = np.flatnonzero(lengths)
-        if len(tagged):
-            _, first = np.unique(data.item[tagged], return_index=True)
-            rows = tagged[first]
-            for rows_of_len in _group_by(lengths[rows], rows):
-                width = int(lengths[rows_of_len[0]])
-                at = data.concept_ptr[rows_of_len][:, None] + np.arange(width)
-                item_concepts[data.item[rows_of_len] + 1, :width] = data.concept_index[at] + FIRST
+        return cls.from_counts(AnswerCounts.from_view(data), unit)
+
+    @classmethod
+    def from_counts(cls, counts: AnswerCounts, unit: str) -> Vocabulary:
+        """The vocabulary of the training answers summed up in ``counts`` (equal to ``from_view`` of
+        the same answers, however they were split into chunks)."""
+        n_items, n_concepts = len(counts.item_ids), len(counts.concept_ids)
+        item_concepts = np.zeros((n_items + 1, max(counts.width, 1)), dtype=np.int64)
+        tag = counts.first_tag
+        if tag.size:
+            item_concepts[1:, :tag.shape[1]] = np.where(tag >= 0, tag + FIRST, PAD)
         concept_item = np.zeros(n_concepts, dtype=np.int64)
-        if n_concepts:
-            rows = data.row_concepts()
-            pair = data.concept_index * (n_items + 1) + data.item[rows]
-            keys, counts = np.unique(pair, return_counts=True)
-            concept, item = keys // (n_items + 1), keys % (n_items + 1)
-            order = np.lexsort((item, -counts, concept))  # most answered item first, ties by id
+        if n_concepts and len(counts.pairs):
+            concept, item, answers = counts.pairs.T
+            order = np.lexsort((item, -answers, concept))  # most answered item first, ties by id
             concept, item = concept[order], item[order]
             head = np.concatenate(([True], concept[1:] != concept[:-1]))
             concept_item[concept[head]] = item[head] + 1
-        return cls(unit, data.item_ids.copy(), data.concept_ids.copy(), item_concepts, concept_item)
+        return cls(unit, counts.item_ids.copy(), counts.concept_ids.copy(), item_concepts, concept_item)
 
     def item_codes(self, ids: np.ndarray) -> np.ndarray:
         """Model codes of item ids (0 where unknown)."""
@@ -264,6 +374,12 @@ def plan_windows(row0: np.ndarray, length: np.ndarray, g0: np.ndarray, n0: np.nd
     pred_lo = np.maximum(np.where(k == 0, 0, start + stride), n0[seq])
     resumed = np.where(start >= n0[seq], 0, np.where(k == k_lo[seq], 1, 2))
     return Windows(row0[seq] + lo - g0[seq], hi - lo, pred_lo - lo, seq, k, start, resumed.astype(np.int64))
+
+
+def history_windows(row0: np.ndarray, length: np.ndarray, window: int) -> Windows:
+    """The windows that predict every answer of whole histories (rows ``[row0[s], row0[s] + length[s])``)."""
+    zeros = np.zeros(len(row0), dtype=np.int64)
+    return plan_windows(row0, length, zeros, zeros, window)
 
 
 def batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list[np.ndarray]:

@@ -1,7 +1,9 @@
 """The training loop shared by the sequence models, and running a network over windows.
 
 Training minimises the mean log-loss of the predicted answers of each batch (plus the network's
-``penalty``) with Adam on length-bucketed batches of windows, clipping the gradient norm at
+``penalty``) with Adam on length-bucketed batches of windows (``window_batches`` over arrays held in
+memory, or batches a caller streams: each epoch asks its factory for a new iterable of batches, and
+validation for a new iterable of blocks of windows), clipping the gradient norm at
 ``CLIP``. Each epoch ends with the validation AUC (the log-loss when the validation answers are
 all right or all wrong); training stops after ``patience`` epochs without improvement and keeps
 the best epoch's weights. Runs are reproducible: the seed fixes the initial weights, dropout and
@@ -12,7 +14,7 @@ for the duration of the fit.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,10 +27,15 @@ from knowtrace.exceptions import InputError
 from knowtrace.models._torch import epoch_progress, resolve_device
 from knowtrace.models.deep.sequences import Batch, Encoded, Windows, batches, make_batch
 
-__all__ = ["CLIP", "Net", "TorchBatch", "TrainResult", "deterministic", "inference", "resolve_device", "run_windows", "train"]
+__all__ = ["CLIP", "EpochBatches", "Net", "TorchBatch", "TrainResult", "ValidBlocks", "deterministic", "inference",
+           "resolve_device", "run_windows", "train", "window_batches"]
 
 #: maximum gradient norm
 CLIP = 10.0
+#: the training batches of one epoch, from the generator that shuffles them (one per fit)
+EpochBatches = Callable[[np.random.Generator], Iterable[Batch]]
+#: the validation answers, in blocks of windows over encoded answers
+ValidBlocks = Callable[[], Iterable[tuple[Encoded, Windows]]]
 
 
 @dataclass
@@ -141,27 +148,37 @@ def run_windows(net: Net, encoded: Encoded, windows: Windows, *, batch_size: int
     return np.concatenate(rows), np.concatenate(logits)
 
 
-def _validate(net: Net, valid: tuple[Encoded, Windows], batch_size: int, device: str) -> tuple[float, float]:
+def _validate(net: Net, valid: ValidBlocks, batch_size: int, device: str) -> tuple[float, float]:
     """(AUC, mean log-loss) on the validation windows."""
-    encoded, windows = valid
-    rows, z = run_windows(net, encoded, windows, batch_size=batch_size, device=device, dtype=torch.float32)
-    y = encoded.correct[rows].astype(np.float64)
+    ys, zs = [], []
+    for encoded, windows in valid():
+        rows, z = run_windows(net, encoded, windows, batch_size=batch_size, device=device, dtype=torch.float32)
+        ys.append(encoded.correct[rows].astype(np.float64))
+        zs.append(z)
+    y = np.concatenate(ys) if ys else np.zeros(0)
+    z = np.concatenate(zs) if zs else np.zeros(0)
+    if len(y) == 0:
+        return float("nan"), float("nan")
     loss = float(F.binary_cross_entropy_with_logits(torch.from_numpy(z), torch.from_numpy(y)).item())
     if not 0 < y.mean() < 1:
         return float("nan"), loss
     return auc_score(y, 1.0 / (1.0 + np.exp(-z))), loss
 
 
-def train(build: Callable[[], Net], data: tuple[Encoded, Windows], *, valid: tuple[Encoded, Windows] | None,
-          epochs: int, lr: float, batch_size: int, patience: int, seed: int, device: str, verbose: bool,
-          name: str) -> TrainResult:
-    """Build a network with ``build`` and fit it to the predicted answers of ``data``'s windows."""
-    encoded, windows = data
-    if len(windows) == 0:
-        raise InputError("no answers to train on")
+def window_batches(encoded: Encoded, windows: Windows, batch_size: int) -> EpochBatches:
+    """Every epoch, all ``windows`` in length-bucketed batches of ``batch_size``, in shuffled order."""
+    def epoch(rng: np.random.Generator) -> Iterator[Batch]:
+        for which in batches(windows.length, batch_size, rng):
+            yield make_batch(encoded, windows, which)
+
+    return epoch
+
+
+def train(build: Callable[[], Net], data: EpochBatches, *, valid: ValidBlocks | None, epochs: int, lr: float,
+          batch_size: int, patience: int, seed: int, device: str, verbose: bool, name: str) -> TrainResult:
+    """Build a network with ``build`` and fit it to the predicted answers of the batches ``data(rng)``
+    gives every epoch (``valid``: the validation windows, None for none)."""
     rng = np.random.default_rng(seed)
-    if valid is not None and len(valid[1]) == 0:
-        valid = None
     with deterministic(device, seed):
         net = build().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -172,8 +189,8 @@ def train(build: Callable[[], Net], data: tuple[Encoded, Windows], *, valid: tup
                 started = time.perf_counter()
                 net.train()
                 total, count = 0.0, 0
-                for which in batches(windows.length, batch_size, rng):
-                    tb = TorchBatch.of(make_batch(encoded, windows, which), device, torch.float32)
+                for batch in data(rng):
+                    tb = TorchBatch.of(batch, device, torch.float32)
                     z = net(tb)[tb.target]
                     y = tb.correct[tb.target].to(z.dtype)
                     data_loss = F.binary_cross_entropy_with_logits(z, y, reduction="sum")
@@ -184,6 +201,8 @@ def train(build: Callable[[], Net], data: tuple[Encoded, Windows], *, valid: tup
                     opt.step()
                     total += float(data_loss.detach())
                     count += len(y)
+                if count == 0:
+                    raise InputError("no answers to train on")
                 train_loss = total / max(count, 1)
                 valid_auc, valid_loss = _validate(net, valid, batch_size, device) if valid else (np.nan, np.nan)
                 history.append((train_loss, valid_auc, valid_loss, time.perf_counter() - started))
