@@ -24,7 +24,7 @@ import pytest
 from knowtrace.events.catalog import Concept, Item
 from knowtrace.importers import Importer, RawEvent, Record
 from knowtrace.lake import SILVER_AND_GOLD, DuckDBEngine, Lake, TransformStep
-from knowtrace.lake import appender, incremental, learner_index, parts, schema
+from knowtrace.lake import appender, incremental, learner_index, medians, parts, schema
 from knowtrace.lake.aggregates import MERGE_RULES, PARTIAL_RULES, merge_rule_for, rule_for
 from knowtrace.lake.incremental import PartitionedBuilder
 from knowtrace.lake.learner_index import index_files, index_sql, write_learner_index
@@ -358,6 +358,7 @@ def test_days_of_new_answers_are_appended_without_rewriting_parts(small_parts: N
     monkeypatch.setattr(appender, "MAX_DELTA_FILES", 2)  # the third day merges the delta files
     monkeypatch.setattr(appender, "MAX_DELTA_SHARE", 1.0)
     monkeypatch.setattr(learner_index, "MAX_INDEX_FILES", 2)
+    monkeypatch.setattr(medians, "WINDOW", 1)  # median windows of 3-4 values: days slide them or outgrow them
     for d in range(2, 6):
         # existing learners spread over every part, each answering items seen and unseen; a newcomer; one event
         # sent twice by the same learner (the first copy stays)

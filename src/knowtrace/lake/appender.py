@@ -115,7 +115,8 @@ def append_build(builder: PartitionedBuilder, con: duckdb.DuckDBPyConnection, br
     if on_step is not None:
         for step in builder.keyed:
             on_step(step, counts[step.table])
-    counts |= builder._write_others(con, out, on_step, partials=partials, deltas=new_deltas)
+    counts |= builder._write_others(con, out, on_step, partials=partials, deltas=new_deltas,
+                                    appended=(previous.folder, "__kt_added") if update.new_learners else None)
     index.compact()
     learners = len(update.new_learners)
     return BuildResult(builder._ordered(counts), {

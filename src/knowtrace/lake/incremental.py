@@ -28,12 +28,13 @@ import duckdb
 import pyarrow as pa
 
 from knowtrace.exceptions import LakeError
-from knowtrace.lake.aggregates import PartialRule, rule_for
+from knowtrace.lake.aggregates import MEDIAN_RULES, PartialRule, rule_for
 from knowtrace.lake.appender import append_build
 from knowtrace.lake.engine import DuckDBEngine, register_source
 from knowtrace.lake.event_index import EventIndex
 from knowtrace.lake.files import link_or_copy, quote_path
 from knowtrace.lake.learner_index import write_learner_index
+from knowtrace.lake.medians import MedianRule, median_file, medians_view, update_windows, windows_from_values
 from knowtrace.lake.overlay import Deltas, keyed_source
 from knowtrace.lake.part_writer import NotOrderedByLearner, Piece, write_cut, write_per_part
 from knowtrace.lake.parts import Key, Part, interval_filters, part_of, runs_of, target_part_rows
@@ -200,6 +201,7 @@ class PartitionedBuilder:
                 for step in self.keyed:
                     on_step(step, counts[step.table])
             counts |= self._write_others(con, out, on_step, partials=None)
+            self._full_median_windows(con, out, partials)
             self._register_keyed_files(con, out)
             learner_index = write_learner_index(con, out)
             index_info = self._full_index(con, bronze, loads, out, previous, silver_rows=counts[self.keyed[0].table])
@@ -412,9 +414,11 @@ class PartitionedBuilder:
 
     def _write_others(self, con: duckdb.DuckDBPyConnection, out: Path,
                       on_step: Callable[[TransformStep, int], None] | None,
-                      partials: Mapping[str, list[dict[str, Any]]] | None, deltas: Deltas | None = None) -> dict[str, int]:
+                      partials: Mapping[str, list[dict[str, Any]]] | None, deltas: Deltas | None = None,
+                      appended: tuple[Path, str] | None = None) -> dict[str, int]:
         """Write the aggregate tables: by their SQL files, or (``partials`` given) from the parts' partial
-        rows for the tables with a rule."""
+        rows for the tables with a rule. ``appended`` (an append build): the previous build's folder and
+        the view of the appended answers, whose values update that build's median windows."""
         counts = {}
         for step in self.other:
             file = _part_file(out, step, 0)
@@ -424,16 +428,14 @@ class PartitionedBuilder:
             if rule is None or not entries:
                 rule, sql = None, step.sql
             else:
-                files = [out / PARTIALS_DIR / step.table / entry["file"] for entry in entries]
-                # a file also holds rows of parts since rebuilt: only the listed parts count
-                uids = ", ".join(f"'{uid}'" for entry in entries for uid in entry["parts"])
-                con.execute(f"CREATE OR REPLACE VIEW __partials AS SELECT * FROM read_parquet({_files_sql(files)}) "
-                            f"WHERE __part IN ({uids})")
+                self._partials_view(con, out, entries, step.table)
                 if rule.reduced_input is not None:
                     con.execute(f"CREATE OR REPLACE VIEW interactions AS {rule.reduced_input}")
                     sql = step.sql
                 else:
                     sql = rule.combine or ""
+            if rule is not None and step.table in MEDIAN_RULES:
+                self._median_windows(con, out, MEDIAN_RULES[step.table], appended)
             con.execute(f"COPY ({sql}) TO '{quote_path(file)}' ({_WRITE})")
             if rule is not None and rule.reduced_input is not None:
                 self._register_keyed_files(con, out, deltas)
@@ -446,6 +448,37 @@ class PartitionedBuilder:
     def _register_keyed_files(self, con: duckdb.DuckDBPyConnection, out: Path, deltas: Deltas | None = None) -> None:
         for step in self.keyed:
             register_source(con, step.table, keyed_source(out, step, deltas or Deltas(), primary=step is self.keyed[0]))
+
+    @staticmethod
+    def _partials_view(con: duckdb.DuckDBPyConnection, out: Path, entries: Sequence[Mapping[str, Any]],
+                       table: str) -> None:
+        """Define ``__partials``: the partial rows of ``table`` listed in ``entries``."""
+        files = [out / PARTIALS_DIR / table / entry["file"] for entry in entries]
+        # a file also holds rows of parts since rebuilt: only the listed parts count
+        uids = ", ".join(f"'{uid}'" for entry in entries for uid in entry["parts"])
+        con.execute(f"CREATE OR REPLACE VIEW __partials AS SELECT * FROM read_parquet({_files_sql(files)}) "
+                    f"WHERE __part IN ({uids})")
+
+    def _median_windows(self, con: duckdb.DuckDBPyConnection, out: Path, rule: MedianRule,
+                        appended: tuple[Path, str] | None = None) -> None:
+        """Write the median windows of ``rule`` into ``out`` (updated from the previous build's with the
+        appended answers where that stays exact, else from all the values of ``__partials``) and define
+        ``__medians`` from them."""
+        file = median_file(out, rule)
+        keys = ", ".join(rule.key)
+        if appended is None or not update_windows(
+                con, rule, median_file(appended[0], rule), f"SELECT {keys}, {rule.values} AS value FROM {appended[1]}",
+                file):
+            windows_from_values(con, rule, f"SELECT {keys}, unnest({rule.values}) AS value FROM __partials", file)
+        medians_view(con, rule, file)
+
+    def _full_median_windows(self, con: duckdb.DuckDBPyConnection, out: Path,
+                             partials: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Write the median windows of a full build (whose tables its SQL files computed) from its partial rows."""
+        for table, rule in MEDIAN_RULES.items():
+            if table in self.rules and partials.get(table):
+                self._partials_view(con, out, partials[table], table)
+                self._median_windows(con, out, rule)
 
     # -- partial rows of the aggregate tables ---------------------------------------------------------
 
