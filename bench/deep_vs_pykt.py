@@ -257,9 +257,10 @@ def run_pykt(model_name: str, data_config: dict[str, Any], dataset: str, *, epoc
 # knowtrace -------------------------------------------------------------------------------------
 
 def run_ours(model_name: str, split: DkvmnSplit, scored: dict[str, np.ndarray], *, epochs: int,
-             seed: int) -> dict[str, Any]:
-    """Train knowtrace's model (its defaults) and score every test answer."""
-    model = OURS[model_name](epochs=epochs, seed=seed, device="auto").fit(split.train, valid=split.valid)
+             seed: int, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train knowtrace's model (its defaults, changed by ``settings``) and score every test answer."""
+    params = {"device": "auto", **(settings or {}), "epochs": epochs, "seed": seed}
+    model = OURS[model_name](**params).fit(split.train, valid=split.valid)
     p = model.predict_proba(split.test)
     y = split.test.column("correct").to_numpy().astype(np.int64)
     history = model.train_history_
@@ -280,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="epoch budget of both libraries")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ours", type=json.loads, default={},
+                        help='hyperparameters of ours other than the defaults, as JSON per model, e.g. '
+                             '\'{"dkt": {"hidden": 200}}\'')
     parser.add_argument("--data", type=Path, default=SHARED_DATA)
     parser.add_argument("--json", type=Path, help="also write every measurement to this file")
     parser.add_argument("--pykt-log", type=Path, help="pyKT's own output goes here (default: discarded)")
@@ -309,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             data_config = write_pykt_dataset(split, Path(tmp) / dataset, dataset)
             scored = pykt_scored(split.test)
             for model_name in models:
-                ours = run_ours(model_name, split, scored, epochs=args.epochs, seed=args.seed)
+                ours = run_ours(model_name, split, scored, epochs=args.epochs, seed=args.seed,
+                                settings=args.ours.get(model_name))
                 theirs = run_pykt(model_name, data_config, dataset, epochs=args.epochs, seed=args.seed,
                                   workdir=Path(tmp) / "ckpt", log=log, window=not args.no_window)
                 for which in theirs["scored"]:

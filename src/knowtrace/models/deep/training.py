@@ -1,10 +1,10 @@
 """The training loop shared by the sequence models, and running a network over windows.
 
-Training minimises the mean log-loss of the predicted answers of each batch (plus the network's
-``penalty``) with Adam on length-bucketed batches of windows (``window_batches`` over arrays held in
-memory, or batches a caller streams: each epoch asks its factory for a new iterable of batches, and
-validation for a new iterable of blocks of windows), clipping the gradient norm at
-``CLIP``. Each epoch ends with the validation AUC (the log-loss when the validation answers are
+Training minimises the log-loss of the predicted answers, every answer weighing alike (each batch's
+summed log-loss over the mean number of answers per batch so far, plus the network's ``penalty``),
+with Adam on length-bucketed batches of windows (``window_batches`` over arrays held in memory, or
+batches a caller streams: each epoch asks its factory for a new iterable of batches, and validation
+for a new iterable of blocks of windows), clipping the gradient norm at ``CLIP``. Each epoch ends with the validation AUC (the log-loss when the validation answers are
 all right or all wrong); training stops after ``patience`` epochs without improvement and keeps
 the best epoch's weights. Runs are reproducible: the seed fixes the initial weights, dropout and
 the batch order, and torch's deterministic algorithms are on (with one intra-op thread on CPU)
@@ -184,6 +184,7 @@ def train(build: Callable[[], Net], data: EpochBatches, *, valid: ValidBlocks | 
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         history: list[tuple[float, float, float, float]] = []
         best, best_epoch, best_weights = -np.inf, 0, _weights(net)
+        seen_answers, seen_batches = 0, 0
         with epoch_progress(verbose, epochs, name) as advance:
             for epoch in range(1, epochs + 1):
                 started = time.perf_counter()
@@ -194,7 +195,12 @@ def train(build: Callable[[], Net], data: EpochBatches, *, valid: ValidBlocks | 
                     z = net(tb)[tb.target]
                     y = tb.correct[tb.target].to(z.dtype)
                     data_loss = F.binary_cross_entropy_with_logits(z, y, reduction="sum")
-                    loss = data_loss / max(len(y), 1) + net.penalty(tb)
+                    seen_answers += len(y)
+                    seen_batches += 1
+                    # every answer weighs alike: a batch's summed log-loss over the mean answers per batch so
+                    # far, not over its own answers (length-bucketed batches of short windows hold few
+                    # answers, which the batch mean would weigh like many answers of long windows)
+                    loss = data_loss / max(seen_answers / seen_batches, 1) + net.penalty(tb)
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
