@@ -34,7 +34,7 @@ from knowtrace.lake.engine import DuckDBEngine, register_source
 from knowtrace.lake.event_index import EventIndex
 from knowtrace.lake.files import link_or_copy, quote_path
 from knowtrace.lake.learner_index import write_learner_index
-from knowtrace.lake.medians import MedianRule, median_file, medians_view, update_windows, windows_from_values
+from knowtrace.lake.medians import write_medians
 from knowtrace.lake.overlay import Deltas, keyed_source
 from knowtrace.lake.part_writer import NotOrderedByLearner, Piece, write_cut, write_per_part
 from knowtrace.lake.parts import Key, Part, interval_filters, part_of, runs_of, target_part_rows
@@ -435,7 +435,7 @@ class PartitionedBuilder:
                 else:
                     sql = rule.combine or ""
             if rule is not None and step.table in MEDIAN_RULES:
-                self._median_windows(con, out, MEDIAN_RULES[step.table], appended)
+                write_medians(con, out, MEDIAN_RULES[step.table], "__partials", appended)
             con.execute(f"COPY ({sql}) TO '{quote_path(file)}' ({_WRITE})")
             if rule is not None and rule.reduced_input is not None:
                 self._register_keyed_files(con, out, deltas)
@@ -459,26 +459,13 @@ class PartitionedBuilder:
         con.execute(f"CREATE OR REPLACE VIEW __partials AS SELECT * FROM read_parquet({_files_sql(files)}) "
                     f"WHERE __part IN ({uids})")
 
-    def _median_windows(self, con: duckdb.DuckDBPyConnection, out: Path, rule: MedianRule,
-                        appended: tuple[Path, str] | None = None) -> None:
-        """Write the median windows of ``rule`` into ``out`` (updated from the previous build's with the
-        appended answers where that stays exact, else from all the values of ``__partials``) and define
-        ``__medians`` from them."""
-        file = median_file(out, rule)
-        keys = ", ".join(rule.key)
-        if appended is None or not update_windows(
-                con, rule, median_file(appended[0], rule), f"SELECT {keys}, {rule.values} AS value FROM {appended[1]}",
-                file):
-            windows_from_values(con, rule, f"SELECT {keys}, unnest({rule.values}) AS value FROM __partials", file)
-        medians_view(con, rule, file)
-
     def _full_median_windows(self, con: duckdb.DuckDBPyConnection, out: Path,
                              partials: Mapping[str, list[dict[str, Any]]]) -> None:
         """Write the median windows of a full build (whose tables its SQL files computed) from its partial rows."""
         for table, rule in MEDIAN_RULES.items():
             if table in self.rules and partials.get(table):
                 self._partials_view(con, out, partials[table], table)
-                self._median_windows(con, out, rule)
+                write_medians(con, out, rule, "__partials")
 
     # -- partial rows of the aggregate tables ---------------------------------------------------------
 

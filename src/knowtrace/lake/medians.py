@@ -24,7 +24,7 @@ import duckdb
 from knowtrace.lake.files import quote_path
 
 __all__ = ["MEDIAN_DIR", "WINDOW", "MedianRule", "median_file", "medians_view", "update_windows",
-           "windows_from_values"]
+           "windows_from_values", "write_medians"]
 
 MEDIAN_DIR = "_medians"
 #: values kept on each side of the median
@@ -115,3 +115,18 @@ def medians_view(con: duckdb.DuckDBPyConnection, rule: MedianRule, file: Path) -
     con.execute(f"""CREATE OR REPLACE VIEW __medians AS
         SELECT {_keys(rule)}, (kept[i_lo + 1]::DOUBLE + kept[i_hi + 1]::DOUBLE) / 2 AS median
         FROM ({_positions(f"SELECT * FROM read_parquet('{quote_path(file)}')")}) AS p""")
+
+
+def write_medians(con: duckdb.DuckDBPyConnection, out: Path, rule: MedianRule, partials: str,
+                  appended: tuple[Path, str] | None = None) -> None:
+    """Write the windows of ``rule`` into the build folder ``out`` and define ``__medians`` from them:
+    updated from the windows of the previous build folder ``appended[0]`` with the rows of the
+    relation ``appended[1]`` where that stays exact, else from all the values of the partial rows
+    (the relation ``partials``, whose ``rule.values`` is a list column)."""
+    file = median_file(out, rule)
+    keys = ", ".join(rule.key)
+    if appended is None or not update_windows(
+            con, rule, median_file(appended[0], rule), f"SELECT {keys}, {rule.values} AS value FROM {appended[1]}",
+            file):
+        windows_from_values(con, rule, f"SELECT {keys}, unnest({rule.values}) AS value FROM {partials}", file)
+    medians_view(con, rule, file)

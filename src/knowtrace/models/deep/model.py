@@ -140,14 +140,10 @@ class SequenceModel(OnlineModel):
                 raise InputError(f"{name} must be in [0, 1), got {value!r}", field=name)
         if not _is_int(self.seed):
             raise InputError(f"seed must be an integer, got {self.seed!r}", field="seed")
-        if not isinstance(self._remembers(), bool):
-            raise InputError(f"remember_learners must be true or false, got {self._remembers()!r}",
+        if not isinstance(self.remember_learners, bool):
+            raise InputError(f"remember_learners must be true or false, got {self.remember_learners!r}",
                              field="remember_learners")
         self._check_model_params()
-
-    def _remembers(self) -> Any:
-        """``remember_learners`` (True for a subclass without that hyperparameter)."""
-        return getattr(self, "remember_learners", True)
 
     # fitting ---------------------------------------------------------------------------------
 
@@ -199,7 +195,7 @@ class SequenceModel(OnlineModel):
         self._train(vocab, training.window_batches(encoded, windows, int(self.batch_size)),
                     (lambda: [validation]) if validation is not None else None,
                     pair_frequencies(encoded, vocab.n_tokens), device)
-        if self._remembers():
+        if self.remember_learners:
             self._store_final_states(encoded, data)
 
     def _fit_stream(self, source: LakeSequences, *, valid: LakeSequences | Interactions | None) -> int:
@@ -236,7 +232,7 @@ class SequenceModel(OnlineModel):
             other = valid
             validation = lambda: other.windows(vocab, window)  # noqa: E731
         self._train(vocab, epoch, validation, scan.counts.pair_frequencies(vocab), device)
-        if self._remembers():
+        if self.remember_learners:
             for block in source.blocks(vocab, window):
                 self._store_final_states(block.encoded, block.view)
         return scan.counts.n
