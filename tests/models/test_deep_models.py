@@ -206,6 +206,18 @@ def test_early_stopping_and_held_out_learners(split, capsys) -> None:
     assert "dkt" in capsys.readouterr().out
 
 
+def test_learning_rate_drops_after_an_epoch_without_gain(split) -> None:
+    train, test = split
+    constant = make("dkt", epochs=12, lr=0.05, lr_decay=1.0, patience=12).fit(train, valid=test)
+    decayed = make("dkt", epochs=12, lr=0.05, lr_decay=0.5, patience=12).fit(train, valid=test)
+    auc = constant.train_history_[:, 1]
+    no_gain = [e for e in range(1, len(auc)) if auc[e] <= auc[:e].max()]
+    assert no_gain, "the data must give an epoch without validation gain"
+    first = no_gain[0]  # 0-based: epoch first + 1 did not improve, the rate drops after it
+    np.testing.assert_array_equal(decayed.train_history_[: first + 1, :3], constant.train_history_[: first + 1, :3])
+    assert decayed.train_history_[first + 1, 0] != constant.train_history_[first + 1, 0]
+
+
 def test_gru_cell_and_item_unit(split) -> None:
     train, test = split
     model = make("dkt", cell="gru", unit="item").fit(train)
@@ -270,7 +282,8 @@ def test_saved_model_restores_learners_and_refuses_other_format_versions(fitted:
 
 @pytest.mark.parametrize("params", [
     {"window": 7}, {"window": 0}, {"unit": "skill"}, {"epochs": 0}, {"lr": 0.0}, {"dropout": 1.0},
-    {"valid_share": 1.0}, {"seed": 1.5}, {"device": "tpu"}, {"batch_size": True},
+    {"valid_share": 1.0}, {"seed": 1.5}, {"device": "tpu"}, {"batch_size": True}, {"lr_decay": 0.0},
+    {"lr_decay": 1.5}, {"lr_decay": "half"},
 ])
 @pytest.mark.parametrize("name", list(CLASSES))
 def test_bad_hyperparameters_are_refused(name: str, params: dict, split) -> None:

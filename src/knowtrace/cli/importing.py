@@ -39,7 +39,7 @@ def run_import(importer: Importer, path: Path | None, lake_dir: Path | None, for
         f"[bold green]loaded[/] {report.source or importer.format} into {lake.root} as {report.load_id}: "
         f"{report.rows_read:,} rows read, {report.events:,} events imported "
         f"({report.added:,} new, {report.duplicates:,} already in the lake), "
-        f"{report.rejected:,} rejected, {report.items:,} items, {report.concepts:,} concepts"
+        f"{report.rejected:,} rejected, {report.items:,} item and {report.concepts:,} concept catalog records"
     )
     if report.rejected:
         console.print(f"[yellow]{report.rejected:,} rejected records are in the quarantine table[/] "

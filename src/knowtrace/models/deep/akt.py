@@ -32,7 +32,7 @@ class AKT(SequenceModel):
 
     Hyperparameters: ``unit`` ("auto": concepts when the answers have any, else items), ``dim``,
     ``heads``, ``blocks``, ``d_ff`` (feed-forward and output MLP width), ``rasch``, ``l2`` (penalty
-    on the item difficulties), ``window``, ``dropout``, ``epochs``, ``lr``, ``batch_size``,
+    on the item difficulties), ``window``, ``dropout``, ``epochs``, ``lr``, ``lr_decay``, ``batch_size``,
     ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose``, ``remember_learners`` (as in ``DKT``).
     """
 
@@ -41,8 +41,8 @@ class AKT(SequenceModel):
 
     def __init__(self, *, unit: str = "auto", dim: int = 64, heads: int = 4, blocks: int = 1, d_ff: int = 256,
                  rasch: bool = True, l2: float = 1e-5, window: int = 100, dropout: float = 0.1, epochs: int = 20,
-                 lr: float = 3e-3, batch_size: int = 32, patience: int = 3, valid_share: float = 0.1, seed: int = 0,
-                 device: str = "auto", verbose: bool = False,
+                 lr: float = 3e-3, lr_decay: float = 0.5, batch_size: int = 32, patience: int = 3,
+                 valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
                  remember_learners: bool = True) -> None:
         self.unit = unit
         self.dim = dim
@@ -55,6 +55,7 @@ class AKT(SequenceModel):
         self.dropout = dropout
         self.epochs = epochs
         self.lr = lr
+        self.lr_decay = lr_decay
         self.batch_size = batch_size
         self.patience = patience
         self.valid_share = valid_share

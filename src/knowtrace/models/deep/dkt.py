@@ -28,8 +28,9 @@ class DKT(SequenceModel):
 
     Hyperparameters: ``unit`` ("item", "concept", or "auto": items up to ``AUTO_ITEM_LIMIT`` items,
     concepts beyond), ``cell``, ``hidden``, ``window`` (answers per training/prediction window, even),
-    ``dropout`` (on the state before the output layer), ``epochs``, ``lr`` (Adam), ``batch_size``
-    (windows per batch), ``patience`` (epochs without validation AUC gain before stopping),
+    ``dropout`` (on the state before the output layer), ``epochs``, ``lr`` (Adam), ``lr_decay`` (the
+    learning rate is multiplied by it after every epoch without validation AUC gain; 1 keeps it),
+    ``batch_size`` (windows per batch), ``patience`` (epochs without validation AUC gain before stopping),
     ``valid_share`` (training learners held out to stop early when ``fit`` gets no ``valid``; 0
     trains all epochs), ``seed``, ``device`` ("auto": CUDA when present), ``verbose`` (a progress
     bar with the loss and validation AUC per epoch) and ``remember_learners`` (keep the state of
@@ -41,7 +42,8 @@ class DKT(SequenceModel):
     recurrent: ClassVar[bool] = True
 
     def __init__(self, *, unit: str = "auto", cell: str = "lstm", hidden: int = 100, window: int = 200,
-                 dropout: float = 0.2, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64, patience: int = 3,
+                 dropout: float = 0.2, epochs: int = 20, lr: float = 2e-3, lr_decay: float = 0.5, batch_size: int = 64,
+                 patience: int = 3,
                  valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
                  remember_learners: bool = True) -> None:
         self.unit = unit
@@ -51,6 +53,7 @@ class DKT(SequenceModel):
         self.dropout = dropout
         self.epochs = epochs
         self.lr = lr
+        self.lr_decay = lr_decay
         self.batch_size = batch_size
         self.patience = patience
         self.valid_share = valid_share

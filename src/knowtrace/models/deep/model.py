@@ -89,6 +89,7 @@ class SequenceModel(OnlineModel):
     dropout: float
     epochs: int
     lr: float
+    lr_decay: float
     batch_size: int
     patience: int
     valid_share: float
@@ -134,6 +135,9 @@ class SequenceModel(OnlineModel):
         if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and math.isfinite(self.lr)
                 and self.lr > 0):
             raise InputError(f"lr must be a finite number > 0, got {self.lr!r}", field="lr")
+        if not (isinstance(self.lr_decay, (int, float)) and not isinstance(self.lr_decay, bool)
+                and 0 < self.lr_decay <= 1):
+            raise InputError(f"lr_decay must be in (0, 1], got {self.lr_decay!r}", field="lr_decay")
         for name in ("dropout", "valid_share"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
@@ -244,7 +248,8 @@ class SequenceModel(OnlineModel):
         from knowtrace.models.deep import training
 
         result = training.train(lambda: self._build_net(vocab), batches, valid=validation,
-                                epochs=int(self.epochs), lr=float(self.lr), batch_size=int(self.batch_size),
+                                epochs=int(self.epochs), lr=float(self.lr), lr_decay=float(self.lr_decay),
+                                batch_size=int(self.batch_size),
                                 patience=int(self.patience), seed=int(self.seed), device=device,
                                 verbose=bool(self.verbose), name=self.name)
         self.vocab_ = vocab

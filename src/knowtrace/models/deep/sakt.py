@@ -40,7 +40,7 @@ class SAKT(SequenceModel):
     Hyperparameters: ``unit``, ``dim`` (embedding size), ``heads``, ``blocks``, ``query_position``
     (add the position embedding to the queries as well, which the paper does not: without it a
     query cannot tell which earlier answers are recent), ``window`` (answers per window, even; also
-    the number of position embeddings), ``dropout``, ``epochs``, ``lr``, ``batch_size``,
+    the number of position embeddings), ``dropout``, ``epochs``, ``lr``, ``lr_decay``, ``batch_size``,
     ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose``, ``remember_learners`` (as in
     ``DKT``).
     """
@@ -50,7 +50,8 @@ class SAKT(SequenceModel):
 
     def __init__(self, *, unit: str = "auto", dim: int = 64, heads: int = 4, blocks: int = 1,
                  query_position: bool = False, window: int = 100,
-                 dropout: float = 0.1, epochs: int = 20, lr: float = 3e-3, batch_size: int = 32, patience: int = 3,
+                 dropout: float = 0.1, epochs: int = 20, lr: float = 3e-3, lr_decay: float = 0.5, batch_size: int = 32,
+                 patience: int = 3,
                  valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
                  remember_learners: bool = True) -> None:
         self.unit = unit
@@ -62,6 +63,7 @@ class SAKT(SequenceModel):
         self.dropout = dropout
         self.epochs = epochs
         self.lr = lr
+        self.lr_decay = lr_decay
         self.batch_size = batch_size
         self.patience = patience
         self.valid_share = valid_share

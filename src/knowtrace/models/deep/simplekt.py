@@ -34,7 +34,7 @@ class SimpleKT(AKT):
     Hyperparameters: ``unit`` ("auto": concepts when the answers have any, else items), ``dim``,
     ``heads``, ``blocks``, ``d_ff`` (feed-forward and output MLP width), ``rasch``, ``position``
     (add the sine/cosine encoding of the position in the window to the queries, keys and values),
-    ``l2`` (penalty on the item difficulties), ``window``, ``dropout``, ``epochs``, ``lr``,
+    ``l2`` (penalty on the item difficulties), ``window``, ``dropout``, ``epochs``, ``lr``, ``lr_decay``,
     ``batch_size``, ``patience``, ``valid_share``, ``seed``, ``device``, ``verbose``, ``remember_learners``
     (as in ``DKT``).
     """
@@ -44,11 +44,11 @@ class SimpleKT(AKT):
 
     def __init__(self, *, unit: str = "auto", dim: int = 64, heads: int = 4, blocks: int = 2, d_ff: int = 256,
                  rasch: bool = True, position: bool = True, l2: float = 1e-5, window: int = 100,
-                 dropout: float = 0.1, epochs: int = 20, lr: float = 3e-3, batch_size: int = 32, patience: int = 3,
-                 valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
+                 dropout: float = 0.1, epochs: int = 20, lr: float = 3e-3, lr_decay: float = 0.5, batch_size: int = 32,
+                 patience: int = 3, valid_share: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False,
                  remember_learners: bool = True) -> None:
         super().__init__(unit=unit, dim=dim, heads=heads, blocks=blocks, d_ff=d_ff, rasch=rasch, l2=l2,
-                         window=window, dropout=dropout, epochs=epochs, lr=lr, batch_size=batch_size,
+                         window=window, dropout=dropout, epochs=epochs, lr=lr, lr_decay=lr_decay, batch_size=batch_size,
                          patience=patience, valid_share=valid_share, seed=seed, device=device, verbose=verbose,
                          remember_learners=remember_learners)
         self.position = position

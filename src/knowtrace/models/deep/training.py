@@ -5,8 +5,9 @@ summed log-loss over the mean number of answers per batch so far, plus the netwo
 with Adam on length-bucketed batches of windows (``window_batches`` over arrays held in memory, or
 batches a caller streams: each epoch asks its factory for a new iterable of batches, and validation
 for a new iterable of blocks of windows), clipping the gradient norm at ``CLIP``. Each epoch ends with the validation AUC (the log-loss when the validation answers are
-all right or all wrong); training stops after ``patience`` epochs without improvement and keeps
-the best epoch's weights. Runs are reproducible: the seed fixes the initial weights, dropout and
+all right or all wrong); after an epoch without improvement the learning rate is multiplied by
+``lr_decay``, training stops after ``patience`` epochs without improvement and keeps the best
+epoch's weights. Runs are reproducible: the seed fixes the initial weights, dropout and
 the batch order, and torch's deterministic algorithms are on (with one intra-op thread on CPU)
 for the duration of the fit.
 """
@@ -175,13 +176,17 @@ def window_batches(encoded: Encoded, windows: Windows, batch_size: int) -> Epoch
 
 
 def train(build: Callable[[], Net], data: EpochBatches, *, valid: ValidBlocks | None, epochs: int, lr: float,
-          batch_size: int, patience: int, seed: int, device: str, verbose: bool, name: str) -> TrainResult:
+          batch_size: int, patience: int, seed: int, device: str, verbose: bool, name: str,
+          lr_decay: float = 1.0) -> TrainResult:
     """Build a network with ``build`` and fit it to the predicted answers of the batches ``data(rng)``
     gives every epoch (``valid``: the validation windows, None for none)."""
     rng = np.random.default_rng(seed)
     with deterministic(device, seed):
         net = build().to(device)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
+        # threshold 0: the rate drops exactly after the epochs that early stopping counts as no gain
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=lr_decay, patience=0,
+                                                             threshold=0.0) if lr_decay < 1 else None
         history: list[tuple[float, float, float, float]] = []
         best, best_epoch, best_weights = -np.inf, 0, _weights(net)
         seen_answers, seen_batches = 0, 0
@@ -220,6 +225,8 @@ def train(build: Callable[[], Net], data: EpochBatches, *, valid: ValidBlocks | 
                     best_epoch, best_weights = epoch, None
                     continue
                 score = valid_auc if np.isfinite(valid_auc) else -valid_loss
+                if plateau is not None:
+                    plateau.step(score)
                 if score > best:
                     best, best_epoch, best_weights = score, epoch, _weights(net)
                 elif epoch - best_epoch >= patience:
