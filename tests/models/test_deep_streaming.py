@@ -333,3 +333,17 @@ def test_a_lake_with_appended_rows_streams_all_of_them(tmp_path: Path, tiny_chun
     assert streamed["train"] == in_memory["train"]
     assert sum(n * sum(s[3]) for s, n in streamed["train"].items()) == silver.num_rows == 30 * 8 + 30 * 2 + 35 * 2
     assert silver_fingerprint(lake) == fingerprint(silver)
+
+
+def test_a_lake_without_event_ids_has_no_fingerprint(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from knowtrace.models.deep.stream import silver_fingerprint
+
+    lake = Lake(tmp_path / "lake")
+    lake.load(ClassroomSimulator(**{**SIM, "learners": 4}), None)
+    assert silver_fingerprint(lake) == fingerprint(lake.table("interactions"))
+    # silver as an older knowtrace wrote it, without event ids
+    for file in (lake.layout.silver / "interactions").glob("*.parquet"):
+        pq.write_table(pq.read_table(file).drop_columns(["event_id"]), file)
+    assert silver_fingerprint(lake) is None
